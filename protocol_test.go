@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestDecodeJSON(t *testing.T) {
+	tests := []struct {
+		in     string
+		wantOp op
+		arg    string
+		code   string
+	}{
+		{`{"type":"send_message","payload":{"message":"hi"}}`, opSay, "hi", ""},
+		{`{"type":"send_message","payload":{"message":"  padded  "}}`, opSay, "padded", ""},
+		{`{"type":"change_room","payload":{"name":"lobby"}}`, opJoin, "lobby", ""},
+		{`{"type":"change_name","payload":{"name":"zed"}}`, opNick, "zed", ""},
+		{`{"type":"list_rooms"}`, opRooms, "", ""},
+		{`{"type":"list_members","payload":null}`, opWho, "", ""},
+		{`nope`, opFail, "", errBadJSON},
+		{``, opFail, "", errBadJSON},
+		{`{"type":1}`, opFail, "", errBadJSON},
+		{`{"type":"x"}`, opFail, "", errUnknownType},
+		{`{}`, opFail, "", errBadPayload},
+		{`{"type":"send_message","payload":{"message":null}}`, opFail, "", errBadPayload},
+		{`{"type":"send_message","payload":{"message":"\u0000"}}`, opSay, "\uFFFD", ""},
+		{`{"type":"change_room","payload":{"name":"a.b"}}`, opFail, "", errBadRoom},
+		{`{"type":"change_name","payload":{"name":""}}`, opFail, "", errBadName},
+	}
+	for _, tt := range tests {
+		r := decodeJSON([]byte(tt.in))
+		if r.op != tt.wantOp || r.arg != tt.arg {
+			t.Errorf("decodeJSON(%q) = op %d arg %q; want op %d arg %q", tt.in, r.op, r.arg, tt.wantOp, tt.arg)
+		}
+		if tt.code != "" && (r.err == nil || r.err.Code != tt.code) {
+			t.Errorf("decodeJSON(%q) error = %v; want code %s", tt.in, r.err, tt.code)
+		}
+	}
+}
+
+func TestParseLine(t *testing.T) {
+	tests := []struct {
+		in     string
+		wantOp op
+		arg    string
+	}{
+		{"hello", opSay, "hello"},
+		{"  spaced out  ", opSay, "spaced out"},
+		{"/join lobby", opJoin, "lobby"},
+		{"/JOIN  lobby ", opJoin, "lobby"},
+		{"/join", opFail, ""},
+		{"/join a/b", opFail, ""},
+		{"/nick bob", opNick, "bob"},
+		{"/nick", opFail, ""},
+		{"/who", opWho, ""},
+		{"/rooms", opRooms, ""},
+		{"/help", opHelp, ""},
+		{"/quit", opQuit, ""},
+		{"/", opFail, ""},
+		{"/dance", opFail, ""},
+		{"", opFail, ""},
+		{"\x1b[2Jcleared", opSay, "\uFFFD[2Jcleared"},
+	}
+	for _, tt := range tests {
+		r := parseLine(tt.in)
+		if r.op != tt.wantOp || r.arg != tt.arg {
+			t.Errorf("parseLine(%q) = op %d arg %q; want op %d arg %q", tt.in, r.op, r.arg, tt.wantOp, tt.arg)
+		}
+	}
+}
+
+func TestSplitLines(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"hello\n", []string{"hello"}},
+		{"hello\r\n", []string{"hello"}},
+		{"hello", []string{"hello"}},
+		{"a\nb\n", []string{"a", "b"}},
+		{"a\r\n\r\nb", []string{"a", "b"}},
+		{"\n", []string{""}},
+		{"\n\n\n", []string{""}},
+		{"", []string{""}},
+	}
+	for _, tt := range tests {
+		got := splitLines([]byte(tt.in))
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
+			t.Errorf("splitLines(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCleanMessage(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain", "plain"},
+		{"tab\there", "tab here"},
+		{"bell\a", "bell\uFFFD"},
+		{"bad \xff utf8", "bad \uFFFD utf8"},
+		{"naïve café ☕", "naïve café ☕"},
+		{strings.Repeat("é", 500), strings.Repeat("é", maxMessageRunes)},
+	}
+	for _, tt := range tests {
+		if got := cleanMessage(tt.in); got != tt.want {
+			t.Errorf("cleanMessage(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestMessageEventEncoding(t *testing.T) {
+	o := messageEvent(9, "r", "al", `quote " and <tag>`, testTime)
+	var e event
+	if err := json.Unmarshal(o.json, &e); err != nil {
+		t.Fatalf("json %s: %v", o.json, err)
+	}
+	m := e.msg(t)
+	if m.Message != `quote " and <tag>` || m.ID != 9 || m.Time != "2026-11-22T10:00:00.000Z" {
+		t.Errorf("decoded %+v", m)
+	}
+	if string(o.text) != `[r] al: quote " and <tag>` {
+		t.Errorf("text %q", o.text)
+	}
+}
+
+// FuzzDecode feeds arbitrary frames to both decoders. They must never
+// panic, must always produce a request, and anything they accept must be
+// clean: valid UTF-8, no control characters, names that pass validation.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"send_message","payload":{"message":"hi"}}`,
+		`{"type":"change_room","payload":{"name":"lobby"}}`,
+		`{"type":"change_name","payload":{"name":"x"}}`,
+		`{"type":"list_rooms"}`, `{"type":`, `[]`, `null`,
+		"/join lobby", "/nick a", "/who", "plain\nlines\r\n", "\xff\xfe", "/",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		check := func(r request) {
+			switch r.op {
+			case opFail:
+				if r.err == nil || r.err.Code == "" {
+					t.Fatalf("failure without error code for %q", data)
+				}
+			case opSay:
+				if r.arg == "" || !utf8.ValidString(r.arg) || strings.ContainsAny(r.arg, "\x00\n\r\x1b") {
+					t.Fatalf("accepted unclean message %q from %q", r.arg, data)
+				}
+			case opJoin:
+				if !validRoom(r.arg) {
+					t.Fatalf("accepted bad room %q", r.arg)
+				}
+			case opNick:
+				if !validName(r.arg) {
+					t.Fatalf("accepted bad name %q", r.arg)
+				}
+			case 0:
+				t.Fatalf("no op for %q", data)
+			}
+		}
+		check(decodeJSON(data))
+		for _, line := range splitLines(data) {
+			check(parseLine(line))
+		}
+	})
+}
