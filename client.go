@@ -1,0 +1,300 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Close codes hubbub sends. RFC 6455 section 7.4.1 and the IANA registry.
+const (
+	closeNormal    = websocket.CloseNormalClosure   // 1000: /quit
+	closeGoingAway = websocket.CloseGoingAway       // 1001: server shutting down
+	closeTooBig    = websocket.CloseMessageTooBig   // 1009: frame over the read limit
+	closeTryLater  = websocket.CloseTryAgainLater   // 1013: slow consumer
+	closePolicy    = websocket.ClosePolicyViolation // 1008: flooding
+)
+
+// Client is one WebSocket connection and its two goroutines: readPump, the
+// only reader of conn, and writePump, the only writer (gorilla permits one
+// of each). The hub talks to the client only through send.
+type Client struct {
+	hub    *Hub
+	conn   *websocket.Conn
+	bc     *batchConn // under conn; lets writePump send a whole drain in one write
+	format format
+	addr   string // remote address, for logs
+	log    *slog.Logger
+
+	// send queues events for writePump. The hub is its only sender and its
+	// only closer: it closes send exactly once, when it lets go of the client.
+	send chan *outbound
+
+	// kick wakes writePump early from its batch window when the queue is
+	// half full. Buffered (1); the hub sends without blocking; never closed.
+	kick chan struct{}
+
+	// readDone is closed by readPump when it returns, so writePump can wait
+	// for the peer's half of the closing handshake.
+	readDone chan struct{}
+
+	// wantRoom and wantName are the room and name asked for at connect time.
+	// Set before register and read by the hub; never written again.
+	wantRoom, wantName string
+
+	// Owned by Hub.run.
+	name        string
+	room        *Room
+	readExited  bool // readPump has unregistered
+	writeExited bool // writePump has reported it finished
+	active      bool // in hub.clients (and a room), not yet let go
+
+	// closeCode and closeReason are written by Hub.run before it closes send
+	// and read by writePump after it sees send closed; the channel close
+	// orders the two.
+	closeCode   int
+	closeReason string
+}
+
+// readPump reads frames from the peer and hands them to the hub as
+// requests. It enforces the read limit and the pong deadline: a peer that
+// stops answering pings is dropped after PongWait.
+//
+// It exits when the connection fails or is closed; it then closes readDone
+// and unregisters, which makes the hub close send and stop writePump.
+func (c *Client) readPump() {
+	defer func() {
+		close(c.readDone)
+		c.hub.unregisterClient(c)
+	}()
+	cfg := &c.hub.cfg
+	c.conn.SetReadLimit(int64(cfg.MaxMessageSize))
+	c.conn.SetReadDeadline(time.Now().Add(cfg.PongWait))
+	c.conn.SetPongHandler(func(string) error {
+		return c.conn.SetReadDeadline(time.Now().Add(cfg.PongWait))
+	})
+	for {
+		mt, data, err := c.conn.ReadMessage()
+		if err != nil {
+			c.logReadError(err)
+			return
+		}
+		if mt != websocket.TextMessage {
+			if !c.hub.submit(request{c: c, op: opFail, err: &protoError{Code: errBinary, Message: binaryFrameMessage}}) {
+				return
+			}
+			continue
+		}
+		if !c.handleFrame(data) {
+			return
+		}
+	}
+}
+
+// handleFrame decodes one text frame and submits its requests. It returns
+// false when the reader should stop: the hub has shut down or the client
+// asked to quit.
+func (c *Client) handleFrame(data []byte) bool {
+	if c.format == formatJSON {
+		r := decodeJSON(data)
+		r.c = c
+		return c.hub.submit(r)
+	}
+	for _, line := range splitLines(data) {
+		r := parseLine(line)
+		r.c = c
+		if r.op == opQuit {
+			// Say goodbye from here: the hub will close send as soon as
+			// we unregister, and writePump then completes the close.
+			c.conn.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(closeNormal, "bye"), time.Now().Add(c.hub.cfg.WriteWait))
+			return false
+		}
+		if !c.hub.submit(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// logReadError logs why the connection ended, once, at a level that matches
+// how unusual it is. Ordinary goodbyes are not logged at all.
+func (c *Client) logReadError(err error) {
+	var ne net.Error
+	switch {
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+		// The peer said goodbye.
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.log.Info("closing: frame over read limit", "limit", c.hub.cfg.MaxMessageSize)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.log.Info("closing: no pong within deadline", "pong_wait", c.hub.cfg.PongWait)
+	case errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET):
+		// We closed it (shutdown, eviction) or the peer vanished.
+	case websocket.IsUnexpectedCloseError(err):
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			c.log.Info("peer closed", "code", ce.Code, "reason", ce.Text)
+		}
+	default:
+		c.log.Info("read failed", "err", err)
+	}
+}
+
+// writePump writes queued events to the peer and pings it. Each wake-up
+// drains everything queued: JSON clients get it as one frame of
+// newline-separated events, text clients as one frame per line, and either
+// way the batch leaves in one socket write. After a drain that found more
+// than one event it waits BatchWindow before the next, so that under load
+// frames fill up instead of multiplying; a lone event goes out at once.
+//
+// writePump exits when the hub closes send (after a close frame), on a
+// write error, or when the hub is killed. It closes the connection and
+// reports to the hub on the way out.
+func (c *Client) writePump() {
+	cfg := &c.hub.cfg
+	ticker := time.NewTicker(cfg.PingPeriod)
+	var window *time.Timer // created on the first pause
+	defer func() {
+		ticker.Stop()
+		if window != nil {
+			window.Stop()
+		}
+		c.conn.Close()
+		c.hub.finishClient(c)
+	}()
+	for {
+		select {
+		case o, ok := <-c.send:
+			if !ok {
+				c.closeHandshake()
+				return
+			}
+			n, closed, err := c.writeBatch(o)
+			if err != nil {
+				c.log.Debug("write failed", "err", err)
+				return
+			}
+			if closed {
+				c.closeHandshake()
+				return
+			}
+			if n > 1 && cfg.BatchWindow > 0 {
+				c.pause(&window)
+			}
+		case <-ticker.C:
+			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
+			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
+				c.log.Debug("ping failed", "err", err)
+				return
+			}
+		}
+	}
+}
+
+// pause waits out the batch window, or less if the hub kicks because the
+// queue is filling up: the window exists to fill frames, and must never be
+// the reason a fast reader is evicted as slow.
+func (c *Client) pause(window **time.Timer) {
+	if *window == nil {
+		*window = time.NewTimer(c.hub.cfg.BatchWindow)
+	} else {
+		(*window).Reset(c.hub.cfg.BatchWindow)
+	}
+	select {
+	case <-(*window).C:
+	case <-c.kick:
+		(*window).Stop()
+	}
+}
+
+// writeBatch writes first and everything else already queued, up to the
+// queue's capacity, in one socket write. It reports how many events it
+// wrote and whether it found send closed.
+func (c *Client) writeBatch(first *outbound) (n int, closed bool, err error) {
+	c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteWait))
+	c.bc.hold()
+	if c.format == formatJSON {
+		n, closed, err = c.writeJSONFrame(first)
+	} else {
+		n, closed, err = c.writeTextFrames(first)
+	}
+	if ferr := c.bc.flush(); err == nil {
+		err = ferr
+	}
+	return n, closed, err
+}
+
+// next returns the next queued event without blocking, or nil when nothing
+// is queued, send is closed (then closed is true) or written events has
+// reached the queue's capacity. The cap keeps one frame bounded when the
+// hub refills the queue as fast as it is drained.
+func (c *Client) next(written int) (o *outbound, closed bool) {
+	if written >= cap(c.send) {
+		return nil, false
+	}
+	select {
+	case o, ok := <-c.send:
+		return o, !ok
+	default:
+		return nil, false
+	}
+}
+
+// writeJSONFrame writes first and the rest of the queue as one NDJSON frame.
+// Write errors on the frame writer are sticky in gorilla and surface from
+// Close, so they are checked once there.
+func (c *Client) writeJSONFrame(first *outbound) (n int, closed bool, err error) {
+	w, err := c.conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return 0, false, err
+	}
+	for o := first; o != nil; o, closed = c.next(n) {
+		if n > 0 {
+			w.Write(newline)
+		}
+		w.Write(o.json)
+		n++
+	}
+	return n, closed, w.Close()
+}
+
+var newline = []byte{'\n'}
+
+// writeTextFrames writes first and the rest of the queue as one frame each.
+func (c *Client) writeTextFrames(first *outbound) (n int, closed bool, err error) {
+	for o := first; o != nil; o, closed = c.next(n) {
+		if err := c.conn.WriteMessage(websocket.TextMessage, o.text); err != nil {
+			return n, closed, err
+		}
+		n++
+	}
+	return n, closed, nil
+}
+
+// closeHandshake sends the close frame the hub chose, then waits a moment
+// for the peer's reply (readPump sees it and exits) so that the peer gets a
+// clean close rather than a reset. Bounded by WriteWait and CloseGrace.
+func (c *Client) closeHandshake() {
+	code, reason := c.closeCode, c.closeReason
+	if code == 0 {
+		code = closeNormal
+	}
+	err := c.conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(code, reason), time.Now().Add(c.hub.cfg.WriteWait))
+	if err != nil {
+		return // already closed by readPump (/quit, 1009) or the peer is gone
+	}
+	t := time.NewTimer(c.hub.cfg.CloseGrace)
+	defer t.Stop()
+	select {
+	case <-c.readDone:
+	case <-t.C:
+	case <-c.hub.kill:
+	}
+}

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hub owns every client and room. One goroutine, run, is the only one that
+// reads or writes its maps and the hub-owned fields of Client and Room;
+// everything else talks to it through channels. That is the whole
+// concurrency design: no mutex guards chat state, and a slow client can
+// never hold up the hub because the hub never blocks on one.
+type Hub struct {
+	cfg Config
+	log *slog.Logger
+
+	// Owned by run. No other goroutine may touch these.
+	clients  map[*Client]struct{} // connected and in a room
+	closing  map[*Client]struct{} // let go, but a pump is still running
+	rooms    map[string]*Room
+	leaves   []presenceNote // presence to announce once the current event is done
+	nextID   uint64         // id of the next chat message
+	draining bool           // Shutdown has begun: no new members
+	yield    bool           // a queue is half full: give writers the CPU
+
+	register   chan *Client  // from serveWs, after the upgrade
+	unregister chan *Client  // from readPump, as it exits
+	finished   chan *Client  // from writePump, as it exits
+	inbound    chan request  // chat messages and commands from readPumps
+	quit       chan struct{} // closed by Shutdown: say goodbye to everyone
+	kill       chan struct{} // closed by Shutdown when its deadline passes
+	done       chan struct{} // closed when run returns
+
+	quitOnce, killOnce sync.Once
+
+	stats hubStats
+}
+
+// hubStats are counters read by tests and, later, metrics. Atomic so they can
+// be read from any goroutine without asking the hub.
+type hubStats struct {
+	slowConsumers atomic.Uint64 // clients evicted because their queue was full
+	messages      atomic.Uint64 // chat messages accepted
+}
+
+// presenceNote is a join, leave or rename waiting to be announced.
+type presenceNote struct {
+	room    *Room
+	event   string
+	name    string
+	oldName string
+}
+
+// newHub returns a hub for cfg. The caller starts run in a goroutine and
+// must call Shutdown to stop it.
+func newHub(cfg Config, log *slog.Logger) *Hub {
+	return &Hub{
+		cfg:        cfg,
+		log:        log,
+		clients:    make(map[*Client]struct{}),
+		closing:    make(map[*Client]struct{}),
+		rooms:      make(map[string]*Room),
+		register:   make(chan *Client),
+		unregister: make(chan *Client),
+		finished:   make(chan *Client),
+		inbound:    make(chan request, 1024),
+		quit:       make(chan struct{}),
+		kill:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+}
+
+// run is the hub goroutine. It returns after Shutdown once every client's
+// pumps have exited, so no connection goroutine outlives it.
+func (h *Hub) run() {
+	defer close(h.done)
+	quit, kill := h.quit, h.kill
+	for {
+		select {
+		case c := <-h.register:
+			h.add(c)
+		case c := <-h.unregister:
+			c.readExited = true
+			h.release(c)
+		case c := <-h.finished:
+			c.writeExited = true
+			h.release(c)
+		case r := <-h.inbound:
+			h.handle(r)
+		case <-quit:
+			quit = nil
+			h.draining = true
+			for c := range h.clients {
+				h.evict(c, closeGoingAway, "server shutting down")
+			}
+		case <-kill:
+			kill = nil
+			// The drain took too long: cut every remaining connection so
+			// its pumps fail fast and report in.
+			for c := range h.clients {
+				c.conn.Close()
+			}
+			for c := range h.closing {
+				c.conn.Close()
+			}
+		}
+		h.announceLeaves()
+		if h.yield {
+			h.yield = false
+			runtime.Gosched()
+		}
+		if h.draining && len(h.clients) == 0 && len(h.closing) == 0 {
+			return
+		}
+	}
+}
+
+// submit hands a request to the hub. It returns false once the hub has
+// stopped, so the caller can exit instead of blocking forever.
+func (h *Hub) submit(r request) bool {
+	select {
+	case h.inbound <- r:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+// registerClient hands a new client to the hub. It returns false if the hub
+// has stopped; the caller then owns the connection and must close it.
+func (h *Hub) registerClient(c *Client) bool {
+	select {
+	case h.register <- c:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+// unregisterClient tells the hub that c's readPump has exited.
+func (h *Hub) unregisterClient(c *Client) {
+	select {
+	case h.unregister <- c:
+	case <-h.done:
+	}
+}
+
+// finishClient tells the hub that c's writePump has exited.
+func (h *Hub) finishClient(c *Client) {
+	select {
+	case h.finished <- c:
+	case <-h.done:
+	}
+}
+
+// Shutdown closes every connection with 1001 (going away) after its queue
+// is written, and waits for all pumps to exit. If ctx ends first, the
+// remaining connections are cut and Shutdown returns ctx's error once their
+// goroutines are gone. Safe to call more than once.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.quitOnce.Do(func() { close(h.quit) })
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+	}
+	h.killOnce.Do(func() { close(h.kill) })
+	<-h.done
+	return fmt.Errorf("hub drain: %w", ctx.Err())
+}
+
+// add takes a newly connected client into its first room.
+// Must only be called from run.
+func (h *Hub) add(c *Client) {
+	h.clients[c] = struct{}{}
+	c.active = true
+	if h.draining {
+		h.evict(c, closeGoingAway, "server shutting down")
+		return
+	}
+	c.name = c.wantName
+	if c.name == "" {
+		c.name = guestName()
+	}
+	h.join(c, c.wantRoom, true)
+}
+
+// release lets go of c after one of its pumps exited, and forgets it once
+// both have. Must only be called from run.
+func (h *Hub) release(c *Client) {
+	h.evict(c, closeNormal, "")
+	if c.readExited && c.writeExited {
+		delete(h.closing, c)
+	}
+}
+
+// evict removes c from its room and the client set and closes its send
+// channel: the one place send is closed. writePump then sends a close frame
+// with code and reason. Evicting a client twice does nothing.
+// Must only be called from run.
+func (h *Hub) evict(c *Client, code int, reason string) {
+	if !c.active {
+		return
+	}
+	c.active = false
+	if c.room != nil {
+		h.leave(c)
+	}
+	delete(h.clients, c)
+	h.closing[c] = struct{}{}
+	c.closeCode, c.closeReason = code, reason
+	close(c.send)
+}
+
+// deliver queues o for c without ever blocking. A client whose queue is full
+// is evicted as a slow consumer: it was not keeping up, and waiting for it
+// would stall every other client. Must only be called from run.
+func (h *Hub) deliver(c *Client, o *outbound) {
+	if !c.active || (o.json == nil && c.format == formatJSON) {
+		return
+	}
+	select {
+	case c.send <- o:
+		if len(c.send) >= cap(c.send)/2 {
+			// Falling behind: wake the writer from its batch window, and
+			// let run yield the processor after this event so the writer
+			// gets to run before a burst overflows its queue.
+			h.yield = true
+			select {
+			case c.kick <- struct{}{}:
+			default:
+			}
+		}
+	default:
+		h.stats.slowConsumers.Add(1)
+		c.log.Info("evicting slow consumer", "name", c.name, "queue", cap(c.send))
+		h.evict(c, closeTryLater, "slow consumer")
+	}
+}
+
+// broadcast delivers o to every member of r except skip (which may be nil).
+// o is encoded once and shared. Must only be called from run.
+func (h *Hub) broadcast(r *Room, o *outbound, skip *Client) {
+	for m := range r.members {
+		if m != skip {
+			h.deliver(m, o)
+		}
+	}
+}
+
+// handle carries out one client request. Must only be called from run.
+func (h *Hub) handle(r request) {
+	c := r.c
+	if !c.active {
+		return // evicted while the request was queued
+	}
+	switch r.op {
+	case opSay:
+		h.nextID++
+		h.stats.messages.Add(1)
+		h.broadcast(c.room, messageEvent(h.nextID, c.room.name, c.name, r.arg, time.Now()), nil)
+	case opJoin:
+		if c.room != nil && c.room.name == r.arg {
+			h.fail(c, errAlreadyThere, "you are already in %s", r.arg)
+			return
+		}
+		h.join(c, r.arg, false)
+	case opNick:
+		h.rename(c, r.arg)
+	case opWho:
+		h.deliver(c, membersEvent("members", c.room, ""))
+	case opRooms:
+		h.deliver(c, h.roomsEvent())
+	case opHelp:
+		for _, line := range helpLines {
+			h.deliver(c, textOnly(line))
+		}
+	case opFail:
+		h.deliver(c, errorEvent(r.err))
+	}
+}
+
+// fail sends c an error event. Must only be called from run.
+func (h *Hub) fail(c *Client, code, format string, args ...any) {
+	h.deliver(c, errorEvent(&protoError{Code: code, Message: fmt.Sprintf(format, args...)}))
+}
+
+// join moves c into the room called name, creating it if needed. When c is
+// connecting and its name is taken there, it gets a free variant and is
+// told; when it is switching rooms, the switch is refused instead so it
+// never loses a name it already had. Must only be called from run.
+func (h *Hub) join(c *Client, name string, connecting bool) {
+	target := h.rooms[name]
+	newName := c.name
+	if target != nil && target.taken(newName, c) {
+		if !connecting {
+			h.fail(c, errNameTaken, "%s is taken in %s; choose another name first", c.name, name)
+			return
+		}
+		newName = freeName(target, c.name)
+		h.fail(c, errNameTaken, "%s is taken in %s; you are %s", c.name, name, newName)
+	}
+	if c.room != nil {
+		h.leave(c)
+	}
+	if target == nil {
+		target = newRoom(name)
+		h.rooms[name] = target
+	}
+	c.name = newName
+	target.add(c)
+	c.room = target
+	h.deliver(c, membersEvent("room_changed", target, c.name))
+	if len(target.members) <= h.cfg.PresenceLimit {
+		h.broadcast(target, presenceEvent(presenceNote{room: target, event: "join", name: c.name}), c)
+	}
+}
+
+// leave takes c out of its room, deleting the room if it is now empty, and
+// queues the leave notice. The notice goes out after the current event so
+// that an eviction inside a broadcast never starts a nested broadcast.
+// Must only be called from run.
+func (h *Hub) leave(c *Client) {
+	r := c.room
+	r.remove(c)
+	c.room = nil
+	if len(r.members) == 0 {
+		delete(h.rooms, r.name)
+		return
+	}
+	if len(r.members) < h.cfg.PresenceLimit {
+		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name})
+	}
+}
+
+// announceLeaves sends the queued leave notices. A notice can evict a slow
+// client and so queue another; the loop runs until none are left, and ends
+// because each client is evicted at most once. Must only be called from run.
+func (h *Hub) announceLeaves() {
+	for len(h.leaves) > 0 {
+		n := h.leaves[0]
+		h.leaves = h.leaves[1:]
+		if h.rooms[n.room.name] == n.room { // the room may have emptied meanwhile
+			h.broadcast(n.room, presenceEvent(n), nil)
+		}
+	}
+	h.leaves = nil
+}
+
+// rename gives c a new name in its room. Must only be called from run.
+func (h *Hub) rename(c *Client, name string) {
+	r := c.room
+	if r.taken(name, c) {
+		h.fail(c, errNameTaken, "%s is taken in %s", name, r.name)
+		return
+	}
+	old := c.name
+	c.name = name
+	r.rename(c, old)
+	ev := presenceEvent(presenceNote{room: r, event: "rename", name: name, oldName: old})
+	if len(r.members) <= h.cfg.PresenceLimit {
+		h.broadcast(r, ev, nil)
+	} else {
+		h.deliver(c, ev) // the renamer always hears that it worked
+	}
+}
+
+// roomsEvent lists rooms by name with their member counts.
+// Must only be called from run.
+func (h *Hub) roomsEvent() *outbound {
+	infos := make([]roomInfo, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		infos = append(infos, roomInfo{Name: r.name, Members: len(r.members)})
+	}
+	slices.SortFunc(infos, func(a, b roomInfo) int { return cmp.Compare(a.Name, b.Name) })
+	total := len(infos)
+	infos = infos[:min(total, maxRoomsInReply)]
+	var b strings.Builder
+	fmt.Fprintf(&b, "* rooms (%d):", total)
+	for i, ri := range infos {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %s (%d)", ri.Name, ri.Members)
+	}
+	return newOutbound("rooms", struct {
+		Rooms []roomInfo `json:"rooms"`
+	}{infos}, b.String())
+}
+
+// membersEvent builds room_changed (name set: the recipient's own name) or
+// members (name empty) for r.
+func membersEvent(typ string, r *Room, name string) *outbound {
+	names := r.memberNames(maxMembersInReply)
+	list := strings.Join(names, ", ")
+	if len(names) < len(r.members) {
+		list += ", …"
+	}
+	var text string
+	if typ == "room_changed" {
+		text = fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, len(r.members), list)
+	} else {
+		text = fmt.Sprintf("* members of %s (%d): %s", r.name, len(r.members), list)
+	}
+	return newOutbound(typ, roomPayload{Room: r.name, Name: name, Members: names, Count: len(r.members)}, text)
+}
+
+// presenceEvent builds a presence event from a note.
+func presenceEvent(n presenceNote) *outbound {
+	var text string
+	switch n.event {
+	case "join":
+		text = "* " + n.name + " joined " + n.room.name
+	case "leave":
+		text = "* " + n.name + " left " + n.room.name
+	default:
+		text = "* " + n.oldName + " is now known as " + n.name
+	}
+	return newOutbound("presence",
+		presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}, text)
+}
+
+// helpLines is the text-mode answer to /help.
+var helpLines = []string{
+	"* commands: /join ROOM, /nick NAME, /who, /rooms, /help, /quit",
+	"* anything else you type is sent to your current room",
+}
+
+// guestName makes a nickname for a client that gave none. Uniqueness within
+// a room is enforced by join, not here.
+func guestName() string {
+	return fmt.Sprintf("guest-%04x", rand.IntN(0x10000))
+}
+
+// freeName finds a variant of name that nobody in r uses: name-2, name-3, …
+// trimmed so the result stays a valid name.
+func freeName(r *Room, name string) string {
+	for i := 2; ; i++ {
+		suffix := "-" + strconv.Itoa(i)
+		base := name[:min(len(name), maxNameLen-len(suffix))]
+		if cand := base + suffix; !r.taken(cand, nil) {
+			return cand
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// assets holds the browser client. Serving only this FS means the binary
+// runs from any directory and never exposes files beside it.
+//
+//go:embed home.html static
+var assets embed.FS
+
+// contentSecurityPolicy forbids inline script and any origin but our own,
+// so a message that slipped past textContent rendering still could not run.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; " +
+	"img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+// echoReadLimit bounds frames on /echo. It is a diagnostic endpoint, so it
+// allows more than chat does, but never unbounded.
+const echoReadLimit = 64 << 10
+
+// Server is hubbub's HTTP side: it serves the page, upgrades /ws
+// connections into hub clients and runs /echo.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	hub      *Hub
+	upgrader websocket.Upgrader
+
+	// ctx is cancelled by Shutdown; /echo connections watch it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	echoes sync.WaitGroup // running /echo handlers
+}
+
+// NewServer builds a server for cfg and starts its hub. Call Shutdown to
+// stop the hub and every connection.
+func NewServer(cfg Config, log *slog.Logger) *Server {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg,
+		log: log,
+		hub: newHub(cfg, log),
+		upgrader: websocket.Upgrader{
+			HandshakeTimeout: cfg.WriteWait,
+			ReadBufferSize:   1024,
+			WriteBufferSize:  4096,
+			// A shared pool means an idle connection holds no write buffer.
+			WriteBufferPool: &sync.Pool{},
+			// CheckOrigin is left nil: gorilla then accepts requests with no
+			// Origin (non-browser clients) and same-host browser origins.
+		},
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	go s.hub.run()
+	return s
+}
+
+// routes returns the HTTP handler for every endpoint.
+func (s *Server) routes() http.Handler {
+	static, err := fs.Sub(assets, "static")
+	if err != nil {
+		panic(fmt.Sprintf("embedded static dir: %v", err)) // cannot happen: embedded at build time
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.serveHome)
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /ws", s.serveWs)
+	mux.HandleFunc("GET /echo", s.serveEcho)
+	return mux
+}
+
+// serveHome serves the browser client.
+func (s *Server) serveHome(w http.ResponseWriter, r *http.Request) {
+	page, err := assets.ReadFile("home.html")
+	if err != nil {
+		http.Error(w, "page missing", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.Write(page)
+}
+
+// serveWs validates the connect parameters, upgrades the connection and
+// hands the new client to the hub. Bad parameters are refused with 400
+// before the upgrade, where an HTTP client can still read why.
+func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	room := q.Get("room")
+	if room == "" {
+		room = defaultRoom
+	}
+	if !validRoom(room) {
+		http.Error(w, "bad room: "+roomRule, http.StatusBadRequest)
+		return
+	}
+	name := q.Get("name")
+	if name != "" && !validName(name) {
+		http.Error(w, "bad name: "+nameRule, http.StatusBadRequest)
+		return
+	}
+	f, ok := parseFormat(q.Get("format"))
+	if !ok {
+		http.Error(w, "bad format: use json or text", http.StatusBadRequest)
+		return
+	}
+
+	hw := &hijackWrapper{ResponseWriter: w}
+	conn, err := s.upgrader.Upgrade(hw, r, nil)
+	if err != nil {
+		// The upgrader has already answered with an HTTP error.
+		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := &Client{
+		hub:      s.hub,
+		conn:     conn,
+		bc:       hw.bc,
+		format:   f,
+		addr:     r.RemoteAddr,
+		send:     make(chan *outbound, s.cfg.SendQueue),
+		readDone: make(chan struct{}), kick: make(chan struct{}, 1),
+		wantRoom: room,
+		wantName: name,
+	}
+	c.log = s.log.With("client", c.addr)
+	if !s.hub.registerClient(c) {
+		conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteWait))
+		conn.Close()
+		return
+	}
+	go c.writePump()
+	go c.readPump()
+}
+
+// serveEcho writes every frame back unchanged with the same message type,
+// like gorilla's echo example: a quick way to check that WebSockets get
+// through a proxy. It runs in the handler goroutine and ends at Shutdown.
+func (s *Server) serveEcho(w http.ResponseWriter, r *http.Request) {
+	s.echoes.Add(1)
+	defer s.echoes.Done()
+	if s.ctx.Err() != nil {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(s.ctx, func() {
+		conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteWait))
+		conn.Close()
+	})
+	defer stop()
+	conn.SetReadLimit(echoReadLimit)
+	for {
+		conn.SetReadDeadline(time.Now().Add(s.cfg.PongWait))
+		mt, data, err := conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteWait))
+		if err := conn.WriteMessage(mt, data); err != nil {
+			return
+		}
+	}
+}
+
+// Shutdown says goodbye to every WebSocket client (close 1001 after its
+// queue is written) and waits for their goroutines, cutting connections
+// that are still open when ctx ends. Call it after http.Server.Shutdown,
+// which does not wait for hijacked connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
+	err := s.hub.Shutdown(ctx)
+	s.echoes.Wait() // bounded: cancel closed every echo connection
+	return err
+}
+
+// errShutdown is returned by run when a drain did not finish in time.
+var errShutdown = errors.New("shutdown incomplete")
