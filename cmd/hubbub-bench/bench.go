@@ -172,9 +172,20 @@ func (b *Bench) noteDialError(err error) {
 		b.firstErr = err.Error()
 	}
 	b.mu.Unlock()
-	if isFileLimit(err) && b.fdLimit.CompareAndSwap(false, true) {
+	if isFileLimit(err) {
+		b.stopAtFileLimit(err)
+	}
+}
+
+// fdReserve is how many descriptors the connect phase leaves free: the
+// tool still needs a few for /proc reads, the report file and the runtime.
+const fdReserve = 32
+
+// stopAtFileLimit stops further dials and says once why, and what to do.
+func (b *Bench) stopAtFileLimit(err error) {
+	if b.fdLimit.CompareAndSwap(false, true) {
 		b.log.Error(fmt.Sprintf("hit the open-file limit (%d): run several processes with -shard", b.fileLimit),
-			"err", err)
+			"connected", b.connected.Load(), "err", err)
 	}
 }
 
@@ -187,6 +198,11 @@ func (b *Bench) connectAll(ctx context.Context) {
 	start := time.Now()
 	for i, s := range b.slots {
 		if b.fdLimit.Load() || ctx.Err() != nil {
+			break
+		}
+		// Dials in flight (len(sem)) hold a descriptor each, too.
+		if b.fileLimit > 0 && uint64(b.connected.Load())+uint64(len(sem))+fdReserve >= b.fileLimit {
+			b.stopAtFileLimit(nil)
 			break
 		}
 		if b.cfg.Ramp > 0 {

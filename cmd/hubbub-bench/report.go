@@ -207,7 +207,11 @@ func (r *Report) writeText(w io.Writer) error {
 	p("hubbub-bench %s against %s (%s, shard %s)", r.Scenario, r.URL, mode, r.Shard)
 	p("  plan         %d clients, %d senders x %g msg/s, %d room(s), %d-byte messages, %gs window after %gs warmup",
 		r.Clients, r.Senders, r.RatePerSender, r.Rooms, r.SizeBytes, r.WindowSec, r.WarmupSec)
-	p("  connections  %d ok, %d failed (open-file limit %d)", r.ConnOK, r.ConnFailed, r.FileLimit)
+	notTried := ""
+	if n := int64(r.Clients) - r.ConnOK - r.ConnFailed; n > 0 {
+		notTried = fmt.Sprintf(", %d not attempted", n)
+	}
+	p("  connections  %d ok, %d failed%s (open-file limit %d)", r.ConnOK, r.ConnFailed, notTried, r.FileLimit)
 	if r.FirstConnError != "" {
 		p("               first error: %s", r.FirstConnError)
 	}
