@@ -264,6 +264,9 @@ func (b *Bench) pace(ctx context.Context, stop <-chan struct{}, senders []*slot,
 	if !sleepCtx(ctx, phase) {
 		return
 	}
+	// One send per tick spreads messages evenly; at high rates ticks of
+	// 1ms carry several sends instead, as finer timers cost more than
+	// they smooth.
 	perSec := b.cfg.Rate * float64(len(senders))
 	tick := time.Duration(float64(time.Second) / perSec)
 	tick = max(tick, time.Millisecond)
@@ -341,6 +344,8 @@ func (b *Bench) churn(ctx context.Context, stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
+		// Hang up first, then redial the same slot under a new name: the
+		// server may not have dropped the old name yet.
 		s := pool[next]
 		if c := s.cur.Load(); c != nil {
 			c.hangUp(websocket.CloseNormalClosure, "churn")
@@ -456,12 +461,17 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 		b.sample(stopSampler, phase)
 	}()
 
+	// Phase 1: connect. Senders wait, so that dials do not compete with
+	// traffic and every sender's room is full when it starts.
 	b.connectAll(ctx)
 	if !b.cfg.Raw {
 		b.awaitJoins(ctx, b.cfg.DialTimeout)
 	}
 	b.log.Info("connected", "ok", b.connOK.Load(), "failed", b.connFailed.Load())
 
+	// Phase 2: fix the window before the first message leaves, so that
+	// senders and receivers classify every message the same way: by the
+	// send time in its marker.
 	start := time.Now().Add(b.cfg.Warmup)
 	end := start.Add(b.cfg.Duration)
 	b.win.Store(&window{start: start.UnixNano(), end: end.UnixNano()})
@@ -492,6 +502,8 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 		}()
 	}
 
+	// Phase 3: warm up (caches, GC, the server's queues), then measure.
+	// /proc is read at the window's edges, while every client is connected.
 	phase.Store("warmup")
 	if sleepCtx(ctx, time.Until(start)) {
 		srv.mark()
@@ -505,6 +517,8 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	self.sample()
 	connsAtEnd := b.connected.Load()
 
+	// Phase 4: drain. Messages sent just before the window closed are still
+	// on their way; stop early once everything expected has arrived.
 	phase.Store("draining")
 	drainEnd := time.Now().Add(b.cfg.Drain)
 	for time.Now().Before(drainEnd) && b.rec.measuredOwn.Load() < b.expected.Load() {
@@ -517,6 +531,8 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	// The sampler is gone: this goroutine owns the timeline now.
 	b.rec.tick(time.Since(start).Seconds(), true)
 
+	// Phase 5: close politely, bounded, so the server sees normal closes and
+	// no goroutine of ours outlives run.
 	phase.Store("closing")
 	b.closeAll(b.cfg.CloseTimeout)
 	return b.report(srv, self, connsAtEnd, time.Since(start)), nil

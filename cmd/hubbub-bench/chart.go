@@ -74,6 +74,8 @@ func svgLineChart(title, yLabel string, xs []float64, ss []series) string {
 			yMax = math.Max(yMax, v)
 		}
 	}
+	// Axes start at zero: a latency chart whose floor floats exaggerates
+	// jitter. The top is rounded up to a whole tick.
 	yStep := niceStep(yMax, 5)
 	yTop := math.Max(yStep, math.Ceil(yMax/yStep)*yStep)
 	xStep := niceStep(xMax, 10)
@@ -110,6 +112,7 @@ func svgLineChart(title, yLabel string, xs []float64, ss []series) string {
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`,
 			esc(s.Color), strings.Join(pts, " "))
+		// Legend entries sit right-aligned above the plot, one per series.
 		lx := chartW - padR - 150*(len(ss)-i)
 		fmt.Fprintf(&b, `<rect x="%d" y="12" width="18" height="4" fill="%s"/><text x="%d" y="19">%s</text>`,
 			lx, esc(s.Color), lx+24, esc(s.Name))

@@ -186,10 +186,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logOut := stderr
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		cfg.Progress = stderr
+		logOut = lineClearer{stderr}
 	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	b, err := newBench(cfg, log)
 	if err != nil {
@@ -227,4 +229,16 @@ func writeHTMLFile(path string, rep *Report) error {
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	return nil
+}
+
+// lineClearer erases the progress line before each log record, so that a log
+// line on a terminal does not end up glued to the half-drawn status.
+type lineClearer struct{ w io.Writer }
+
+// Write implements io.Writer; slog writes one record per call.
+func (c lineClearer) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(c.w, "\r\x1b[K"); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

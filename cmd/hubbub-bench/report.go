@@ -127,8 +127,11 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Durat
 	b.mu.Lock()
 	r.FirstConnError = b.firstErr
 	b.mu.Unlock()
+	// Only own-shard deliveries have a matching expectation; see Received.
 	r.DeliveryRatio = ratio(r.Received, r.Expected)
 	r.Coalescing = ratio(r.Messages, r.MessageFrames)
+	// Per second of window: late arrivals during drain belong to messages
+	// sent inside it, so they count toward its rate.
 	r.DeliveriesPerSec = float64(r.ReceivedAll) / cfg.Duration.Seconds()
 	r.Latency = latencyStats(b.rec)
 	r.ServerErrors, r.UnexpectedCloses = b.rec.counts()
