@@ -1,5 +1,11 @@
 module hubbub
 
-go 1.26
+go 1.26.0
 
-require github.com/gorilla/websocket v1.5.3
+require (
+	github.com/HdrHistogram/hdrhistogram-go v1.1.2
+	github.com/gorilla/websocket v1.5.3
+	golang.org/x/term v0.47.0
+)
+
+require golang.org/x/sys v0.49.0 // indirect

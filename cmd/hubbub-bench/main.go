@@ -1,0 +1,244 @@
+// Command hubbub-bench is a load generator for hubbub and for any WebSocket
+// chat server that relays text frames to the members of a room.
+//
+// It opens many client connections from one process, makes some of them send
+// chat messages at a fixed rate, and measures on every receiving connection
+// which messages arrive, how often, and how late. It reports delivery ratio,
+// duplicates, latency percentiles from an HDR histogram, throughput,
+// coalescing, unexpected closes by close code and, given the server's pid,
+// the server's memory per connection and CPU use.
+//
+// # Usage
+//
+//	go run ./cmd/hubbub-bench [flags]
+//
+// Every message carries its own id and send time in the chat text:
+//
+//	hb1 <sender>-<seq> <unixnano> xxxxxxxx…   (padded to -size bytes)
+//
+// Receivers find that marker wherever it appears in a line, so the tool works
+// with hubbub's JSON format (NDJSON new_message events, several per frame),
+// hubbub's text format ("[room] name: hb1 …") and plain relays such as the
+// gorilla/websocket chat example, which forwards the bare text and joins
+// queued messages with '\n' in one frame. Latency is receive time minus the
+// send time in the marker; both ends are this process, so no clock sync is
+// needed.
+//
+// A run has phases: connect (at -ramp per second), wait until hubbub confirmed
+// every join, warm up for -warmup with the senders already running, measure
+// for -duration, drain for at most -drain until every expected delivery
+// arrived, then close every connection with a close frame (bounded in time).
+// Only messages sent inside the measurement window count. For each of them
+// the sender adds the number of this process's clients in its room at send
+// time (itself included, as the server echoes it) to "expected".
+//
+// The target must be loopback (127.0.0.0/8, ::1 or localhost); the tool
+// refuses anything else. Output is a human-readable report on stdout, or JSON
+// with -json. On a terminal, a progress line is redrawn on stderr each second.
+//
+// # Scenarios
+//
+// fanout: all -clients in one room; the first -senders of them send -rate
+// messages per second each. Every message is delivered to every client, so it
+// measures broadcast cost.
+//
+//	go run ./cmd/hubbub-bench -scenario fanout -clients 1000 -senders 10 -rate 10 -duration 30s
+//
+// rooms: -clients spread round robin over -rooms rooms; in each room the first
+// -senders clients send. It measures routing many small rooms.
+//
+//	go run ./cmd/hubbub-bench -scenario rooms -clients 5000 -rooms 100 -senders 2 -rate 5
+//
+// idle: hold -clients connections for -duration and send nothing; with
+// -server-pid it reports the server's RSS growth per connection (and the
+// tool's own).
+//
+//	go run ./cmd/hubbub-bench -scenario idle -clients 10000 -ramp 2000 -server-pid $(pgrep -n hubbub)
+//
+// churn: like rooms (default one room), and meanwhile -churn-rate times a
+// second one non-sending client hangs up and reconnects under a new name.
+// Clients that leave or join while a message is in flight make the delivery
+// ratio a little fuzzy here; the count of unexpected closes is the main
+// result.
+//
+//	go run ./cmd/hubbub-bench -scenario churn -clients 500 -senders 5 -rate 10 -churn-rate 50
+//
+// # Other servers
+//
+// Without -raw the tool adds hubbub's room=, name= and format= query
+// parameters and waits for hubbub's first frame to know a client joined. With
+// -raw it adds no parameters, sends plain text, and counts a client as joined
+// once its handshake is done, which fits simple relays:
+//
+//	go run ./cmd/hubbub-bench -raw -url ws://127.0.0.1:8080/ws -clients 200 -senders 5 -rate 10 -duration 5s
+//
+// # Scaling
+//
+// One process keeps a goroutine, a socket and a few hundred bytes of buffers
+// per connection, and drives all senders from a few pacing goroutines, so
+// about 10k connections per process are fine. The soft open-file limit is
+// raised to the hard limit at start; past it, dials fail and the tool stops
+// ramping with "hit the open-file limit (N): run several processes with
+// -shard". Run shards side by side, each taking every n-th client index:
+//
+//	go run ./cmd/hubbub-bench -shard 0/2 -clients 30000 -source-ips 127.0.0.1-127.0.0.8 -json > s0.json &
+//	go run ./cmd/hubbub-bench -shard 1/2 -clients 30000 -source-ips 127.0.0.1-127.0.0.8 -json > s1.json
+//
+// Each shard reports its own clients. Its delivery ratio covers its own
+// senders' messages to its own receivers (exact, and a fair sample of the
+// whole); received_all adds messages from other shards' senders. -source-ips
+// spreads source addresses so that many connections to one server port do
+// not run out of ephemeral ports (about 28k per source address).
+//
+// # Flags
+//
+//	-scenario fanout|rooms|idle|churn  what to run (fanout)
+//	-url ws://127.0.0.1:8080/ws        loopback WebSocket endpoint
+//	-raw                               plain text relay: no query params, no join wait
+//	-format json|text                  hubbub wire format (json)
+//	-clients N                         connections over all shards (100)
+//	-senders N                         senders: total for fanout, per room otherwise (1)
+//	-rate R                            messages per second per sender (1)
+//	-duration D                        measurement window, or hold time for idle (10s)
+//	-warmup D                          sending before the window opens (2s)
+//	-drain D                           longest wait for late messages (3s)
+//	-size N                            chat text bytes, marker included (128; frame limit 512)
+//	-rooms K                           rooms for rooms (10) and churn (1)
+//	-ramp R                            new connections per second, 0 = unpaced (0)
+//	-churn-rate R                      hang-ups and redials per second in churn (10)
+//	-source-ips A-B,C                  loopback source addresses, round robin
+//	-server-pid PID                    server to read RSS and CPU from /proc
+//	-ticket T                          add ticket=T to the URL
+//	-header "Name: value"              extra handshake header, repeatable
+//	-shard i/n                         take every n-th client index from i (0/1)
+//	-json                              JSON report on stdout
+//	-report out.html                   self-contained HTML chart of the run
+//	-v                                 debug logging
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hubbub-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run parses args, runs the benchmark until done or interrupted, and writes
+// the report(s).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("hubbub-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "fanout, rooms, idle or churn")
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "WebSocket endpoint (loopback only)")
+	fs.BoolVar(&cfg.Raw, "raw", cfg.Raw, "plain text relay: no hubbub query parameters, no join confirmation")
+	fs.StringVar(&cfg.Format, "format", cfg.Format, "hubbub format: json or text")
+	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "client connections over all shards")
+	fs.IntVar(&cfg.Senders, "senders", cfg.Senders, "sending clients: total for fanout, per room for rooms and churn")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "messages per second per sender")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measurement window (hold time for idle)")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "time after all connected before measuring")
+	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "longest wait for in-flight messages after the window")
+	fs.IntVar(&cfg.Size, "size", cfg.Size, "chat text bytes including the marker")
+	fs.IntVar(&cfg.Rooms, "rooms", 0, "rooms (default 10 for rooms, 1 for churn)")
+	fs.Float64Var(&cfg.Ramp, "ramp", cfg.Ramp, "new connections per second (0: as fast as possible)")
+	fs.Float64Var(&cfg.ChurnRate, "churn-rate", cfg.ChurnRate, "disconnect+reconnect cycles per second (churn)")
+	sourceIPs := fs.String("source-ips", "", "loopback source addresses, e.g. 127.0.0.1-127.0.0.8")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid: report its RSS per connection and CPU%")
+	fs.StringVar(&cfg.Ticket, "ticket", "", "add ticket=VALUE to the URL query")
+	var headers headerFlag
+	fs.Var(&headers, "header", `extra handshake header "Name: value" (repeatable)`)
+	shard := fs.String("shard", "0/1", "run as shard i of n: take every n-th client index")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	htmlOut := fs.String("report", "", "write an HTML chart of the run to this file")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if *sourceIPs != "" {
+		if cfg.SourceIPs, err = parseSourceIPs(*sourceIPs); err != nil {
+			return err
+		}
+	}
+	if cfg.Shard, err = parseShard(*shard); err != nil {
+		return err
+	}
+	cfg.Header = headers.h
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logOut := stderr
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		cfg.Progress = stderr
+		logOut = lineClearer{stderr}
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+
+	b, err := newBench(cfg, log)
+	if err != nil {
+		return err
+	}
+	// Ctrl-C ends the run early but still closes cleanly and reports.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := b.run(ctx)
+	if err != nil {
+		return err
+	}
+	if *htmlOut != "" {
+		if err := writeHTMLFile(*htmlOut, rep); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		return rep.writeJSON(stdout)
+	}
+	return rep.writeText(stdout)
+}
+
+// writeHTMLFile writes the -report page.
+func writeHTMLFile(path string, rep *Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create report: %w", err)
+	}
+	if err := rep.writeHTML(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	return nil
+}
+
+// lineClearer erases the progress line before each log record, so that a log
+// line on a terminal does not end up glued to the half-drawn status.
+type lineClearer struct{ w io.Writer }
+
+// Write implements io.Writer; slog writes one record per call.
+func (c lineClearer) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(c.w, "\r\x1b[K"); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
