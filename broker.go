@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Broker carries chat messages and presence between the hubs of a cluster.
+// The hub publishes every chat message to the broker and delivers only what
+// comes back from it, so there is one delivery route whether a cluster has
+// one node (memoryBroker, the default) or many (natsBroker).
+//
+// The contract, which broker_test.go checks against every implementation:
+//
+//   - Publish appends m to its room's log, which assigns the next sequence
+//     number of that room (1, 2, 3, … with no gaps for the whole cluster),
+//     and delivers it to every subscription of the room on every node,
+//     including the publisher's own. Publish never blocks on the network or
+//     on a subscriber: it queues the message and returns. If the message
+//     cannot even be queued it returns an error and nothing was stored. If it
+//     fails later (the cluster link is down, the store refused it) fail is
+//     called once, from a broker goroutine and never from inside Publish, so
+//     that the hub can tell the sender without blocking on itself.
+//   - Subscribe starts delivering a room to fn: first every message still in
+//     the room's log (the replay, oldest first), then one Synced delivery
+//     that carries the room's epoch and the sequence the replay ended at,
+//     then each new message once, in sequence order. It returns at once;
+//     setup that needs the network runs in the background and retries until
+//     it works or the subscription ends. A room has at most one
+//     subscription per broker.
+//   - Unsubscribe ends the room's subscription without blocking. A few
+//     deliveries may still arrive after it returns; the hub drops them by
+//     subscription id.
+//   - fn and the presence callback are called from broker goroutines, one
+//     at a time per room (presence: one at a time overall). They must not
+//     block for long and must not touch hub state: the hub's callbacks only
+//     hand the delivery to the hub's inbound channel, selecting on the hub's
+//     done channel.
+//   - SetPresence records this node's member names in a room (nil or empty:
+//     none) and tells the other nodes, without blocking. WatchPresence
+//     registers the callback that hears about other nodes' members: one
+//     PresenceUpdate per node and room whose names changed, including an
+//     empty one when a node leaves the cluster or falls silent for the
+//     broker's presence timeout.
+//   - Ready reports whether the broker can currently share messages with
+//     the cluster; nil means yes.
+//   - Close stops every goroutine the broker started and releases its
+//     connection. It is idempotent, and after it Publish returns
+//     errBrokerClosed.
+type Broker interface {
+	Publish(m Envelope, fail func(error)) error
+	Subscribe(room string, fn func(Delivery)) error
+	Unsubscribe(room string)
+	SetPresence(room string, names []string)
+	WatchPresence(fn func(PresenceUpdate))
+	Ready() error
+	Close() error
+}
+
+// Envelope is one chat message on its way through the broker. The broker
+// fills in Seq; the hub fills in the rest.
+type Envelope struct {
+	Room    string    `json:"-"` // carried by the subject, not the body
+	Seq     uint64    `json:"-"` // assigned by the broker's log
+	From    string    `json:"from"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// DeliveryKind says what a Delivery carries.
+type DeliveryKind uint8
+
+const (
+	// DeliverMessage carries one message of the room's log.
+	DeliverMessage DeliveryKind = iota + 1
+	// DeliverSynced says the replay is over: Epoch and Last (the last
+	// sequence in the log when the subscription started) are set.
+	DeliverSynced
+)
+
+// Delivery is one thing a subscription hands to its callback.
+type Delivery struct {
+	Kind  DeliveryKind
+	Msg   Envelope // DeliverMessage
+	Epoch string   // DeliverSynced: identifies this incarnation of the room's log
+	Last  uint64   // DeliverSynced
+}
+
+// PresenceUpdate says which names node now has in room. Names is empty when
+// the node has nobody there any more, or has left or died.
+type PresenceUpdate struct {
+	Node  string
+	Room  string
+	Names []string
+}
+
+// Broker errors the hub turns into messages for the sender.
+var (
+	errBrokerClosed = errors.New("broker closed")
+	errBrokerBusy   = errors.New("broker queue full")
+	errBrokerDown   = errors.New("cluster link down")
+)
+
+// subjectToken encodes s as one NATS subject token (and stream-name part)
+// that cannot inject a token separator, a wildcard or whitespace, whatever
+// s holds. Letters, digits and '-' stand for themselves; every other byte,
+// '_' included, becomes '_' and two hex digits, so the encoding is
+// one-to-one and today's room names ([A-Za-z0-9_-]) stay readable.
+func subjectToken(s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("empty name cannot be a subject token")
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "_%02X", c)
+		}
+	}
+	return b.String(), nil
+}
+
+// validPrefix reports whether p may name a cluster's subjects and streams:
+// 1 to 32 characters from [A-Za-z0-9_-], so it is a single token.
+func validPrefix(p string) bool {
+	return validIdent(p, 32)
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+var _ Broker = (*memoryBroker)(nil)
+
+// maxMemoryQueue bounds the deliveries waiting for one memoryBroker's
+// goroutine. A publish that would overflow a subscriber's queue is refused
+// as a whole (errBrokerBusy), so no subscriber silently misses a message.
+const maxMemoryQueue = 1 << 16
+
+// memoryBus is an in-process cluster: the room logs and the nodes attached
+// to it. A hubbub process without NATS has one bus with one node; tests put
+// several nodes on one bus to check the broker contract without a network.
+type memoryBus struct {
+	history int // messages kept per room log
+
+	mu    sync.Mutex
+	logs  map[string]*memoryLog      // guarded by mu
+	nodes map[*memoryBroker]struct{} // guarded by mu
+}
+
+// memoryLog is one room's log: its epoch, last sequence and newest messages.
+type memoryLog struct {
+	epoch string
+	last  uint64
+	msgs  []Envelope // at most history, oldest first
+}
+
+// newMemoryBus returns a bus whose room logs keep history messages each.
+func newMemoryBus(history int) *memoryBus {
+	return &memoryBus{
+		history: max(history, 0),
+		logs:    make(map[string]*memoryLog),
+		nodes:   make(map[*memoryBroker]struct{}),
+	}
+}
+
+// memoryBroker is one node on a memoryBus. Its deliveries go through a
+// queue drained by its own goroutine, run: Publish only appends to queues,
+// so a hub publishing from its own goroutine can never wait for itself.
+type memoryBroker struct {
+	bus  *memoryBus
+	node string
+
+	// Guarded by bus.mu.
+	subs     map[string]*memorySub
+	presence map[string][]string // room -> this node's names
+	watch    func(PresenceUpdate)
+	queue    []func()
+	closed   bool
+
+	wake      chan struct{} // buffered (1): queue is not empty
+	done      chan struct{} // closed by Close
+	exited    chan struct{} // closed when run returns
+	closeOnce sync.Once
+}
+
+// memorySub is one room subscription. stopped is set by Unsubscribe so that
+// deliveries already queued are dropped.
+type memorySub struct {
+	fn      func(Delivery)
+	stopped atomic.Bool
+}
+
+// newMemoryBroker returns a one-node broker on a private bus: the default
+// when hubbub runs without NATS.
+func newMemoryBroker(history int) *memoryBroker {
+	return newMemoryBus(history).node("local")
+}
+
+// node attaches a new broker called name to the bus and starts its
+// delivery goroutine. Close stops it.
+func (bus *memoryBus) node(name string) *memoryBroker {
+	b := &memoryBroker{
+		bus:      bus,
+		node:     name,
+		subs:     make(map[string]*memorySub),
+		presence: make(map[string][]string),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
+	}
+	bus.mu.Lock()
+	bus.nodes[b] = struct{}{}
+	bus.mu.Unlock()
+	go b.run()
+	return b
+}
+
+// run calls queued deliveries in order until Close.
+func (b *memoryBroker) run() {
+	defer close(b.exited)
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-b.wake:
+		}
+		b.bus.mu.Lock()
+		jobs := b.queue
+		b.queue = nil
+		b.bus.mu.Unlock()
+		for _, job := range jobs {
+			select {
+			case <-b.done:
+				return
+			default:
+			}
+			job()
+		}
+	}
+}
+
+// enqueue adds job to b's queue. The caller holds bus.mu.
+func (b *memoryBroker) enqueue(job func()) {
+	b.queue = append(b.queue, job)
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Publish implements Broker. It appends m to the room's log and queues it
+// for every subscribed node; it never fails later, so fail is never called.
+func (b *memoryBroker) Publish(m Envelope, fail func(error)) error {
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if b.closed {
+		return errBrokerClosed
+	}
+	var targets []*memorySub
+	var nodes []*memoryBroker
+	for n := range bus.nodes {
+		if s := n.subs[m.Room]; s != nil {
+			if len(n.queue) >= maxMemoryQueue {
+				return fmt.Errorf("publish to %q: node %s: %w", m.Room, n.node, errBrokerBusy)
+			}
+			targets, nodes = append(targets, s), append(nodes, n)
+		}
+	}
+	l := bus.log(m.Room)
+	l.last++
+	m.Seq = l.last
+	if bus.history > 0 {
+		if len(l.msgs) == bus.history {
+			l.msgs = slices.Delete(l.msgs, 0, 1)
+		}
+		l.msgs = append(l.msgs, m)
+	}
+	for i, n := range nodes {
+		s := targets[i]
+		n.enqueue(func() { s.deliver(Delivery{Kind: DeliverMessage, Msg: m}) })
+	}
+	return nil
+}
+
+// log returns room's log, starting a new epoch if it has none.
+// The caller holds bus.mu.
+func (bus *memoryBus) log(room string) *memoryLog {
+	l := bus.logs[room]
+	if l == nil {
+		l = &memoryLog{epoch: newEpoch()}
+		bus.logs[room] = l
+	}
+	return l
+}
+
+// deliver calls the subscription's callback unless it has been stopped.
+func (s *memorySub) deliver(d Delivery) {
+	if !s.stopped.Load() {
+		s.fn(d)
+	}
+}
+
+// Subscribe implements Broker. The replay is copied under the bus lock, so
+// no message published meanwhile can fall between replay and live.
+func (b *memoryBroker) Subscribe(room string, fn func(Delivery)) error {
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if b.closed {
+		return errBrokerClosed
+	}
+	if b.subs[room] != nil {
+		return fmt.Errorf("subscribe %q: already subscribed", room)
+	}
+	s := &memorySub{fn: fn}
+	b.subs[room] = s
+	l := bus.log(room)
+	replay := slices.Clone(l.msgs)
+	synced := Delivery{Kind: DeliverSynced, Epoch: l.epoch, Last: l.last}
+	b.enqueue(func() {
+		for _, m := range replay {
+			s.deliver(Delivery{Kind: DeliverMessage, Msg: m})
+		}
+		s.deliver(synced)
+	})
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (b *memoryBroker) Unsubscribe(room string) {
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	if s := b.subs[room]; s != nil {
+		s.stopped.Store(true)
+		delete(b.subs, room)
+	}
+}
+
+// SetPresence implements Broker.
+func (b *memoryBroker) SetPresence(room string, names []string) {
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if b.closed {
+		return
+	}
+	if len(names) == 0 {
+		delete(b.presence, room)
+	} else {
+		b.presence[room] = slices.Clone(names)
+	}
+	b.announce(room, b.presence[room])
+}
+
+// announce queues a presence update about b for every other watching node.
+// The caller holds bus.mu.
+func (b *memoryBroker) announce(room string, names []string) {
+	u := PresenceUpdate{Node: b.node, Room: room, Names: names}
+	for n := range b.bus.nodes {
+		if n != b && n.watch != nil {
+			watch := n.watch
+			n.enqueue(func() { watch(u) })
+		}
+	}
+}
+
+// WatchPresence implements Broker. The callback first hears the current
+// members of every other node.
+func (b *memoryBroker) WatchPresence(fn func(PresenceUpdate)) {
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	b.watch = fn
+	for n := range bus.nodes {
+		for room, names := range n.presence {
+			if n != b {
+				u := PresenceUpdate{Node: n.node, Room: room, Names: names}
+				b.enqueue(func() { fn(u) })
+			}
+		}
+	}
+}
+
+// Ready implements Broker: an in-process bus is always reachable.
+func (b *memoryBroker) Ready() error { return nil }
+
+// Close implements Broker. Other nodes hear that b's members are gone.
+func (b *memoryBroker) Close() error {
+	b.closeOnce.Do(func() {
+		bus := b.bus
+		bus.mu.Lock()
+		b.closed = true
+		delete(bus.nodes, b)
+		for room := range b.presence {
+			b.announce(room, nil)
+		}
+		b.bus.mu.Unlock()
+		close(b.done)
+		<-b.exited
+	})
+	return nil
+}
+
+// newEpoch returns a random identifier for a new incarnation of a room log.
+func newEpoch() string {
+	var p [8]byte
+	rand.Read(p[:])
+	return hex.EncodeToString(p[:])
+}

@@ -1,0 +1,657 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+var _ Broker = (*natsBroker)(nil)
+
+// natsOptions configures a natsBroker. Zero fields take the defaults named.
+type natsOptions struct {
+	URL      string        // server URL(s), comma-separated
+	Prefix   string        // first token of every subject and stream name; default "hubbub"
+	Node     string        // this node's name in presence; default a random id
+	History  int           // messages replayed to a new subscription (at least 1)
+	// Retain is how many messages each room stream keeps: far more than
+	// History, so that a burst cannot push messages out of the stream
+	// before a consumer that is a little behind has fetched them.
+	// Default max(History, 10000).
+	Retain int
+	Interval time.Duration // presence heartbeat period; default 2s
+	// Misses is how many heartbeats a node may miss before its members are
+	// dropped. Default 3.
+	Misses int
+	// ReconnectWait is the pause between reconnect attempts (nats.go adds
+	// jitter). Default 500ms.
+	ReconnectWait time.Duration
+	Log           *slog.Logger
+}
+
+// Queue sizes of the publish path. A publish that finds pubQueue full is
+// refused with errBrokerBusy rather than blocking the hub.
+const (
+	pubQueue   = 4096
+	ackQueue   = 4096
+	ackTimeout = 5 * time.Second // a publish not acknowledged by then fails
+	setupWait  = 5 * time.Second // bound on one stream or consumer request
+	maxBackoff = 5 * time.Second // longest pause between subscription attempts
+)
+
+// natsBroker is a Broker over NATS JetStream. Each room is one stream,
+// <prefix>_room_<token>, capturing the subject <prefix>.room.<token> and
+// keeping the last Retain messages: the stream sequence is the room's
+// cluster-wide seq, and the stream's creation time is its epoch. A node
+// follows a room with an ordered consumer that replays the newest History
+// messages and then stays live. Presence is plain NATS on <prefix>.presence.
+//
+// Goroutines, each ended by Close: publishLoop (hands messages to
+// JetStream), ackLoop (waits for their acknowledgements), presenceLoop
+// (heartbeats, remote members, expiry) and one follow per subscribed room.
+type natsBroker struct {
+	opt natsOptions
+	log *slog.Logger
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	pubs chan pubJob     // Publish -> publishLoop
+	acks chan pendingAck // publishLoop -> ackLoop
+
+	// streams remembers rooms whose stream is known to exist, so that only
+	// the first publish to a room pays for creating it.
+	streams sync.Map // room -> struct{}
+
+	mu       sync.Mutex
+	follows  map[string]context.CancelFunc // room -> its follow; guarded by mu
+	local    map[string][]string           // room -> our names; guarded by mu
+	dirty    map[string]struct{}           // rooms whose names changed; guarded by mu
+	changed  chan struct{}                 // buffered (1): dirty is not empty
+	watchers chan func(PresenceUpdate)     // WatchPresence -> presenceLoop
+	presence chan *nats.Msg                // presence subject -> presenceLoop
+
+	wg        sync.WaitGroup
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+}
+
+// pubJob is one message waiting to be handed to JetStream.
+type pubJob struct {
+	m    Envelope
+	fail func(error)
+}
+
+// pendingAck is a message handed to JetStream, waiting for its ack.
+type pendingAck struct {
+	f   jetstream.PubAckFuture
+	job pubJob
+}
+
+// presenceMsg is what nodes tell each other on the presence subject: a
+// change in one room, a full heartbeat of every room, or goodbye.
+type presenceMsg struct {
+	Node  string              `json:"node"`
+	Kind  string              `json:"kind"` // "room", "full" or "bye"
+	Room  string              `json:"room,omitempty"`
+	Names []string            `json:"names,omitempty"`
+	Rooms map[string][]string `json:"rooms,omitempty"`
+}
+
+// remoteNode is what presenceLoop knows of another node.
+type remoteNode struct {
+	seen  time.Time
+	rooms map[string][]string
+}
+
+// newNATSBroker connects to opt.URL and starts the broker's goroutines. The
+// server need not be up yet: the connection keeps retrying in the
+// background, and the broker reports not ready until it is connected.
+func newNATSBroker(opt natsOptions) (*natsBroker, error) {
+	if opt.Prefix == "" {
+		opt.Prefix = "hubbub"
+	}
+	if !validPrefix(opt.Prefix) {
+		return nil, fmt.Errorf("nats prefix %q: want 1-32 characters from A-Z a-z 0-9 _ -", opt.Prefix)
+	}
+	if opt.Node == "" {
+		opt.Node = "node-" + newEpoch()[:8]
+	}
+	if opt.Interval <= 0 {
+		opt.Interval = 2 * time.Second
+	}
+	if opt.Misses <= 0 {
+		opt.Misses = 3
+	}
+	if opt.ReconnectWait <= 0 {
+		opt.ReconnectWait = 500 * time.Millisecond
+	}
+	opt.History = max(opt.History, 1)
+	if opt.Retain <= 0 {
+		opt.Retain = max(opt.History, 10000)
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	log := opt.Log.With("broker", "nats", "node", opt.Node)
+	nc, err := nats.Connect(opt.URL,
+		nats.Name("hubbub "+opt.Node),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(opt.ReconnectWait),
+		nats.RetryOnFailedConnect(true),
+		// No reconnect buffer: a publish while disconnected fails at once
+		// and its sender is told, instead of waiting in a buffer.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // we closed it
+			}
+			log.Warn("nats disconnected; messages cannot be shared until it is back", "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
+		}),
+		nats.ConnectHandler(func(c *nats.Conn) {
+			log.Info("nats connected", "url", c.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats error", "subject", subj, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect %s: %w", opt.URL, err)
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(ackQueue),
+		jetstream.WithPublishAsyncTimeout(ackTimeout),
+		jetstream.WithDefaultTimeout(setupWait))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	b := &natsBroker{
+		opt:      opt,
+		log:      log,
+		nc:       nc,
+		js:       js,
+		pubs:     make(chan pubJob, pubQueue),
+		acks:     make(chan pendingAck, ackQueue),
+		follows:  make(map[string]context.CancelFunc),
+		local:    make(map[string][]string),
+		dirty:    make(map[string]struct{}),
+		changed:  make(chan struct{}, 1),
+		watchers: make(chan func(PresenceUpdate)),
+		presence: make(chan *nats.Msg, 1024),
+		done:     make(chan struct{}),
+	}
+	// A channel subscription is renewed by nats.go after a reconnect. If
+	// presenceLoop falls behind, nats.go drops presence messages rather
+	// than blocking; the next heartbeat repairs what was lost.
+	psub, err := nc.ChanSubscribe(b.presenceSubject(), b.presence)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("subscribe to presence: %w", err)
+	}
+	b.wg.Add(3)
+	go b.publishLoop()
+	go b.ackLoop()
+	go b.presenceLoop(psub)
+	return b, nil
+}
+
+// roomSubject returns the subject of room's messages.
+func (b *natsBroker) roomSubject(room string) (string, error) {
+	tok, err := subjectToken(room)
+	if err != nil {
+		return "", err
+	}
+	return b.opt.Prefix + ".room." + tok, nil
+}
+
+// streamName returns the name of room's stream. Tokens are already valid
+// stream-name characters.
+func (b *natsBroker) streamName(room string) (string, error) {
+	tok, err := subjectToken(room)
+	if err != nil {
+		return "", err
+	}
+	return b.opt.Prefix + "_room_" + tok, nil
+}
+
+// presenceSubject is where nodes exchange presence.
+func (b *natsBroker) presenceSubject() string { return b.opt.Prefix + ".presence" }
+
+// ensureStream creates room's stream, or updates it to this node's
+// settings, and returns it. Idempotent across nodes.
+func (b *natsBroker) ensureStream(ctx context.Context, room string) (jetstream.Stream, error) {
+	name, err := b.streamName(room)
+	if err != nil {
+		return nil, err
+	}
+	subj, _ := b.roomSubject(room)
+	ctx, cancel := context.WithTimeout(ctx, setupWait)
+	defer cancel()
+	st, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: "hubbub room " + room,
+		Subjects:    []string{subj},
+		MaxMsgs:     int64(b.opt.Retain),
+		Discard:     jetstream.DiscardOld,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream for %q: %w", room, err)
+	}
+	b.streams.Store(room, struct{}{})
+	return st, nil
+}
+
+// Publish implements Broker. While NATS is unreachable it fails at once
+// with errBrokerDown, so the sender learns immediately.
+func (b *natsBroker) Publish(m Envelope, fail func(error)) error {
+	select {
+	case <-b.done:
+		return errBrokerClosed
+	default:
+	}
+	if !b.nc.IsConnected() {
+		return errBrokerDown
+	}
+	select {
+	case b.pubs <- pubJob{m: m, fail: fail}:
+		return nil
+	default:
+		return errBrokerBusy
+	}
+}
+
+// publishLoop hands queued messages to JetStream in order, so one sender's
+// messages keep their order in the stream.
+func (b *natsBroker) publishLoop() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.done:
+			return
+		case j := <-b.pubs:
+			if err := b.send(j); err != nil {
+				j.fail(fmt.Errorf("publish to %q: %w", j.m.Room, err))
+			}
+		}
+	}
+}
+
+// send publishes one message asynchronously and queues its ack future.
+func (b *natsBroker) send(j pubJob) error {
+	if _, ok := b.streams.Load(j.m.Room); !ok {
+		if _, err := b.ensureStream(context.Background(), j.m.Room); err != nil {
+			return err
+		}
+	}
+	subj, err := b.roomSubject(j.m.Room)
+	if err != nil {
+		return err
+	}
+	stream, _ := b.streamName(j.m.Room)
+	data, err := json.Marshal(j.m)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	f, err := b.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: data}, jetstream.WithExpectStream(stream))
+	if err != nil {
+		return err
+	}
+	select {
+	case b.acks <- pendingAck{f: f, job: j}:
+	case <-b.done:
+	}
+	return nil
+}
+
+// ackLoop waits for each publish's acknowledgement and reports failures.
+// A stream that has vanished is forgotten so the next publish recreates it.
+func (b *natsBroker) ackLoop() {
+	defer b.wg.Done()
+	for {
+		var p pendingAck
+		select {
+		case <-b.done:
+			return
+		case p = <-b.acks:
+		}
+		select {
+		case <-b.done:
+			return
+		case <-p.f.Ok():
+		case err := <-p.f.Err():
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+				b.streams.Delete(p.job.m.Room)
+			}
+			p.job.fail(fmt.Errorf("publish to %q: %w", p.job.m.Room, err))
+		}
+	}
+}
+
+// Subscribe implements Broker: it starts a follow goroutine for room.
+func (b *natsBroker) Subscribe(room string, fn func(Delivery)) error {
+	if _, err := subjectToken(room); err != nil {
+		return fmt.Errorf("subscribe %q: %w", room, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.done:
+		return errBrokerClosed
+	default:
+	}
+	if b.follows[room] != nil {
+		return fmt.Errorf("subscribe %q: already subscribed", room)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.follows[room] = cancel
+	b.wg.Add(1)
+	go b.follow(ctx, room, fn)
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (b *natsBroker) Unsubscribe(room string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cancel := b.follows[room]; cancel != nil {
+		cancel()
+		delete(b.follows, room)
+	}
+}
+
+// follow keeps room's consumer running until ctx ends, retrying its setup
+// with backoff while NATS is unreachable.
+func (b *natsBroker) follow(ctx context.Context, room string, fn func(Delivery)) {
+	defer b.wg.Done()
+	wait := b.opt.ReconnectWait
+	for {
+		cc, err := b.consume(ctx, room, fn)
+		if err == nil {
+			<-ctx.Done()
+			cc.Stop()
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("cannot follow room; retrying", "room", room, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, maxBackoff)
+	}
+}
+
+// consume makes sure room's stream exists and starts an ordered consumer
+// that replays it and stays live. The synced marker is sent when the
+// replay reaches the stream's last sequence as it was before the consumer
+// started. The ordered consumer recreates itself after a reconnect and
+// resumes after the last sequence it delivered, so nothing repeats.
+func (b *natsBroker) consume(ctx context.Context, room string, fn func(Delivery)) (jetstream.ConsumeContext, error) {
+	st, err := b.ensureStream(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	info := st.CachedInfo()
+	epoch := strconv.FormatInt(info.Created.UnixNano(), 36)
+	last := info.State.LastSeq
+	cctx, cancel := context.WithTimeout(ctx, setupWait)
+	defer cancel()
+	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute}
+	if h := uint64(b.opt.History); last > h {
+		// Replay only the newest History messages.
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last-h+1
+	}
+	cons, err := st.OrderedConsumer(cctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consumer for %q: %w", room, err)
+	}
+	synced := info.State.Msgs == 0
+	if synced {
+		fn(Delivery{Kind: DeliverSynced, Epoch: epoch, Last: last})
+	}
+	return cons.Consume(func(msg jetstream.Msg) {
+		md, err := msg.Metadata()
+		if err != nil {
+			b.log.Warn("message without metadata", "room", room, "err", err)
+			return
+		}
+		var m Envelope
+		if err := json.Unmarshal(msg.Data(), &m); err != nil {
+			b.log.Warn("undecodable message", "room", room, "seq", md.Sequence.Stream, "err", err)
+		}
+		m.Room, m.Seq = room, md.Sequence.Stream
+		if ctx.Err() != nil {
+			return
+		}
+		fn(Delivery{Kind: DeliverMessage, Msg: m})
+		if !synced && m.Seq >= last {
+			synced = true
+			fn(Delivery{Kind: DeliverSynced, Epoch: epoch, Last: last})
+		}
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		b.log.Warn("consumer", "room", room, "err", err)
+	}))
+}
+
+// SetPresence implements Broker: presenceLoop publishes the change.
+func (b *natsBroker) SetPresence(room string, names []string) {
+	b.mu.Lock()
+	if len(names) == 0 {
+		delete(b.local, room)
+	} else {
+		b.local[room] = slices.Clone(names)
+	}
+	b.dirty[room] = struct{}{}
+	b.mu.Unlock()
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+}
+
+// WatchPresence implements Broker.
+func (b *natsBroker) WatchPresence(fn func(PresenceUpdate)) {
+	select {
+	case b.watchers <- fn:
+	case <-b.done:
+	}
+}
+
+// presenceLoop owns what this node knows of the others. It publishes our
+// changes as they happen and a full heartbeat every Interval, applies the
+// other nodes' messages, and drops a node that has been silent for Misses
+// heartbeats. On Close it says goodbye so the others need not wait.
+func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
+	defer b.wg.Done()
+	remote := make(map[string]*remoteNode)
+	var watch func(PresenceUpdate)
+	emit := func(node, room string, names []string) {
+		if watch != nil {
+			watch(PresenceUpdate{Node: node, Room: room, Names: names})
+		}
+	}
+	tick := time.NewTicker(b.opt.Interval)
+	defer tick.Stop()
+	b.heartbeat("full")
+	for {
+		select {
+		case <-b.done:
+			b.heartbeat("bye")
+			sub.Unsubscribe()
+			return
+		case fn := <-b.watchers:
+			watch = fn
+			for node, r := range remote {
+				for room, names := range r.rooms {
+					emit(node, room, names)
+				}
+			}
+		case <-b.changed:
+			b.publishChanges()
+		case <-tick.C:
+			b.heartbeat("full")
+			limit := time.Duration(b.opt.Misses) * b.opt.Interval
+			for node, r := range remote {
+				if time.Since(r.seen) > limit {
+					b.log.Info("node silent; dropping its members", "peer", node, "silent_for", time.Since(r.seen).Round(time.Millisecond))
+					delete(remote, node)
+					for room := range r.rooms {
+						emit(node, room, nil)
+					}
+				}
+			}
+		case msg := <-b.presence:
+			var pm presenceMsg
+			if err := json.Unmarshal(msg.Data, &pm); err != nil || pm.Node == "" {
+				b.log.Warn("bad presence message", "err", err)
+				continue
+			}
+			if pm.Node == b.opt.Node {
+				continue
+			}
+			r := remote[pm.Node]
+			if r == nil {
+				if pm.Kind == "bye" {
+					continue
+				}
+				r = &remoteNode{rooms: make(map[string][]string)}
+				remote[pm.Node] = r
+				b.log.Info("node joined the cluster", "peer", pm.Node)
+			}
+			r.seen = time.Now()
+			switch pm.Kind {
+			case "room":
+				if !slices.Equal(r.rooms[pm.Room], pm.Names) {
+					setNames(r.rooms, pm.Room, pm.Names)
+					emit(pm.Node, pm.Room, pm.Names)
+				}
+			case "full":
+				for room := range r.rooms {
+					if _, ok := pm.Rooms[room]; !ok {
+						delete(r.rooms, room)
+						emit(pm.Node, room, nil)
+					}
+				}
+				for room, names := range pm.Rooms {
+					if !slices.Equal(r.rooms[room], names) {
+						setNames(r.rooms, room, names)
+						emit(pm.Node, room, names)
+					}
+				}
+			case "bye":
+				b.log.Info("node left the cluster", "peer", pm.Node)
+				delete(remote, pm.Node)
+				for room := range r.rooms {
+					emit(pm.Node, room, nil)
+				}
+			}
+		}
+	}
+}
+
+// setNames stores names for room, deleting the entry when there are none.
+func setNames(rooms map[string][]string, room string, names []string) {
+	if len(names) == 0 {
+		delete(rooms, room)
+	} else {
+		rooms[room] = names
+	}
+}
+
+// publishChanges tells the cluster about every room whose local names
+// changed since the last call.
+func (b *natsBroker) publishChanges() {
+	b.mu.Lock()
+	msgs := make([]presenceMsg, 0, len(b.dirty))
+	for room := range b.dirty {
+		msgs = append(msgs, presenceMsg{Node: b.opt.Node, Kind: "room", Room: room, Names: b.local[room]})
+	}
+	clear(b.dirty)
+	b.mu.Unlock()
+	for _, pm := range msgs {
+		b.sendPresence(pm)
+	}
+}
+
+// heartbeat publishes every local room's names ("full") or goodbye ("bye").
+func (b *natsBroker) heartbeat(kind string) {
+	pm := presenceMsg{Node: b.opt.Node, Kind: kind}
+	if kind == "full" {
+		b.mu.Lock()
+		pm.Rooms = make(map[string][]string, len(b.local))
+		for room, names := range b.local {
+			pm.Rooms[room] = names
+		}
+		b.mu.Unlock()
+	}
+	b.sendPresence(pm)
+}
+
+// sendPresence publishes pm. While disconnected it fails, which is fine:
+// the next heartbeat after reconnecting carries the full state.
+func (b *natsBroker) sendPresence(pm presenceMsg) {
+	data, err := json.Marshal(pm)
+	if err != nil {
+		return
+	}
+	if err := b.nc.Publish(b.presenceSubject(), data); err != nil && b.nc.IsConnected() {
+		b.log.Warn("presence publish failed", "err", err)
+	}
+}
+
+// Ready implements Broker: ready while connected to NATS.
+func (b *natsBroker) Ready() error {
+	if b.nc.IsConnected() {
+		return nil
+	}
+	return fmt.Errorf("nats %s: %w", b.nc.Status(), errBrokerDown)
+}
+
+// Close implements Broker. It says goodbye, stops every goroutine and
+// flushes and closes the connection.
+func (b *natsBroker) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		for room, cancel := range b.follows {
+			cancel()
+			delete(b.follows, room)
+		}
+		close(b.done)
+		b.mu.Unlock()
+		b.wg.Wait()
+		if b.nc.IsConnected() {
+			b.nc.FlushTimeout(time.Second)
+		}
+		b.nc.Close()
+	})
+	return nil
+}
+
+// crash drops the connection without saying goodbye, as a killed process
+// would. Tests use it to check presence expiry.
+func (b *natsBroker) crash() {
+	b.nc.Close()
+	b.Close()
+}
