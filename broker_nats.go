@@ -19,15 +19,15 @@ var _ Broker = (*natsBroker)(nil)
 
 // natsOptions configures a natsBroker. Zero fields take the defaults named.
 type natsOptions struct {
-	URL      string        // server URL(s), comma-separated
-	Prefix   string        // first token of every subject and stream name; default "hubbub"
-	Node     string        // this node's name in presence; default a random id
-	History  int           // messages replayed to a new subscription (at least 1)
+	URL     string // server URL(s), comma-separated
+	Prefix  string // first token of every subject and stream name; default "hubbub"
+	Node    string // this node's name in presence; default a random id
+	History int    // messages replayed to a new subscription (at least 1)
 	// Retain is how many messages each room stream keeps: far more than
 	// History, so that a burst cannot push messages out of the stream
 	// before a consumer that is a little behind has fetched them.
 	// Default max(History, 10000).
-	Retain int
+	Retain   int
 	Interval time.Duration // presence heartbeat period; default 2s
 	// Misses is how many heartbeats a node may miss before its members are
 	// dropped. Default 3.
