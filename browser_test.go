@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -510,6 +514,228 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("alice sees %+v; want the message from before and the one from after the restart", got)
 		}
 	})
+
+	t.Run("login mode: login form, a fresh ticket per connection", func(t *testing.T) {
+		s := newTestServer(t, Config{})
+		auth := newStubAuth(s.routes(), "alice", "secret")
+		ts := httptest.NewServer(auth)
+		t.Cleanup(ts.Close)
+		alice := newTab(t, browser, "alice")
+		alice.do(
+			chromedp.Navigate(ts.URL+"/"),
+			chromedp.WaitVisible(chromedp.CSS("#username")),
+			chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+			chromedp.SendKeys(chromedp.CSS("#password"), "wrong"+kb.Enter),
+		)
+		alice.waitJS("the wrong-password message", `document.querySelector("#login-error").textContent === "Wrong username or password."`)
+		alice.do(
+			chromedp.SetValue(chromedp.CSS("#login-room"), "staff"),
+			chromedp.SetValue(chromedp.CSS("#password"), "secret"),
+			chromedp.Click(chromedp.CSS("#login")),
+		)
+		alice.waitOnline("staff")
+		if me := eval[string](alice, `document.querySelector("#me").textContent`); me != "alice" {
+			t.Errorf("page says the user is %q; want alice", me)
+		}
+		if eval[bool](alice, `document.querySelector("#nick").checkVisibility()`) {
+			t.Error("nickname form visible in login mode")
+		}
+
+		// A dropped connection comes back with a new ticket: tickets are
+		// single use, so reusing the first one would be refused.
+		eval[chromedp.Void](alice, `state.ws.close()`)
+		alice.waitLine("Reconnected.")
+		if n := auth.issued(); n != 2 {
+			t.Errorf("%d tickets issued; want 2 (login, then reconnect)", n)
+		}
+		// When the password no longer works, the page asks again.
+		auth.setPassword("changed")
+		eval[chromedp.Void](alice, `state.ws.close()`)
+		alice.do(chromedp.WaitVisible(chromedp.CSS("#password")))
+		alice.waitJS("the log-in-again note", `document.querySelector("#login-error").textContent === "Please log in again."`)
+	})
+
+	t.Run("history is shown once and missed messages are counted", func(t *testing.T) {
+		s := newTestServer(t, Config{})
+		script := newScriptedWS(t, s.routes())
+		alice := newTab(t, browser, "alice")
+		alice.join(script.url, "alice", "hist")
+		alice.waitMessage("three")
+		// The script closed the first connection; the page comes back and
+		// asks for what came after the newest message it saw.
+		q := <-script.reconnects
+		if q.Get("since") != "3" || q.Get("epoch") != "E1" || q.Get("room") != "hist" || q.Get("name") != "alice" {
+			t.Errorf("reconnect query %v; want room=hist name=alice since=3 epoch=E1", q)
+		}
+		alice.waitMessage("ten")
+		alice.waitLine("5 messages missed")
+		var got []string
+		for _, m := range alice.messages() {
+			got = append(got, m.Text)
+		}
+		if want := "one,two,three,nine,ten"; strings.Join(got, ",") != want {
+			t.Errorf("messages shown %v; want %s, each once and in order", got, want)
+		}
+	})
+}
+
+// stubAuth stands in for the auth endpoints (GET /auth, POST /login and
+// ?ticket= on /ws) in front of a real server, so the page's login mode
+// can be tested. Tickets are single use; /ws turns a ticket into ?name=.
+type stubAuth struct {
+	next http.Handler
+	user string
+
+	mu       sync.Mutex
+	password string
+	tickets  map[string]bool // unused tickets
+	count    int             // tickets issued
+}
+
+func newStubAuth(next http.Handler, user, password string) *stubAuth {
+	return &stubAuth{next: next, user: user, password: password, tickets: map[string]bool{}}
+}
+
+func (a *stubAuth) issued() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.count
+}
+
+func (a *stubAuth) setPassword(p string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.password = p
+}
+
+func (a *stubAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/auth":
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"mode":"login"}`)
+	case "/login":
+		var creds struct{ Username, Password string }
+		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&creds) != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if creds.Username != a.user || creds.Password != a.password {
+			http.Error(w, "wrong username or password", http.StatusUnauthorized)
+			return
+		}
+		a.count++
+		ticket := fmt.Sprintf("ticket-%d", a.count)
+		a.tickets[ticket] = true
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"ticket":%q,"expires_in":30}`, ticket)
+	case "/ws":
+		q := r.URL.Query()
+		a.mu.Lock()
+		ok := a.tickets[q.Get("ticket")]
+		delete(a.tickets, q.Get("ticket"))
+		a.mu.Unlock()
+		if !ok {
+			http.Error(w, "bad ticket", http.StatusUnauthorized)
+			return
+		}
+		q.Del("ticket")
+		q.Set("name", a.user)
+		r.URL.RawQuery = q.Encode()
+		a.next.ServeHTTP(w, r)
+	default:
+		a.next.ServeHTTP(w, r)
+	}
+}
+
+// scriptedWS serves the real page but answers /ws from a script that
+// speaks the history and recovery events (seq, epoch, history, recovery),
+// so the page's handling of them is tested whatever the hub sends today.
+type scriptedWS struct {
+	url        string
+	reconnects chan url.Values // query of each connection after the first
+}
+
+func newScriptedWS(t *testing.T, page http.Handler) *scriptedWS {
+	sw := &scriptedWS{reconnects: make(chan url.Values, 4)}
+	var (
+		mu    sync.Mutex
+		conns []*websocket.Conn
+		n     int
+		wg    sync.WaitGroup
+	)
+	msg := func(seq int, text string) string {
+		return fmt.Sprintf(`{"id":%d,"seq":%d,"epoch":"E1","room":"hist","from":"bob","message":%q,"time":"2026-11-22T10:00:%02d.000Z"}`,
+			seq, seq, text, seq)
+	}
+	scripts := [][]string{
+		{ // first connection: history, a duplicate, a live message, an unknown event; then a drop
+			`{"type":"room_changed","payload":{"room":"hist","name":"alice","members":["alice","bob"],"count":2}}` + "\n" +
+				`{"type":"history","payload":{"room":"hist","epoch":"E1","messages":[` + msg(1, "one") + "," + msg(2, "two") + `]}}` + "\n" +
+				`{"type":"new_message","payload":` + msg(2, "two") + `}` + "\n" +
+				`{"type":"new_message","payload":` + msg(3, "three") + `}`,
+			`{"type":"from_the_future","payload":{}}`,
+		},
+		{ // reconnect: some were lost, the rest comes as history and live
+			`{"type":"room_changed","payload":{"room":"hist","name":"alice","members":["alice","bob"],"count":2}}`,
+			`{"type":"recovery","payload":{"recovered":false,"missed_from":4,"missed_to":8}}` + "\n" +
+				`{"type":"history","payload":{"room":"hist","epoch":"E1","messages":[` + msg(3, "three") + "," + msg(9, "nine") + `]}}`,
+			`{"type":"new_message","payload":` + msg(10, "ten") + `}`,
+		},
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", page)
+	mux.HandleFunc("GET /auth", http.NotFound)
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		mu.Lock()
+		i := n
+		n++
+		conns = append(conns, conn)
+		mu.Unlock()
+		if i > 0 {
+			sw.reconnects <- r.URL.Query()
+		}
+		if i >= len(scripts) {
+			conn.Close()
+			return
+		}
+		for _, frame := range scripts[i] {
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+				return
+			}
+		}
+		if i == 0 {
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "restarting"),
+				time.Now().Add(time.Second))
+			conn.Close()
+			return
+		}
+		for { // hold the connection until the test ends
+			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	ts := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+		ts.Close()
+	})
+	sw.url = ts.URL
+	return sw
 }
 
 // maxFrame is the server's default frame limit, which the page assumes.
