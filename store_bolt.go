@@ -125,10 +125,20 @@ func claim(db *bolt.DB) (rotated int, err error) {
 		if clean {
 			return nil
 		}
-		return rooms.ForEachBucket(func(name []byte) error {
-			rotated++
-			return rooms.Bucket(name).Put(keyEpoch, []byte(newEpoch()))
+		// Collect first: changing buckets while iterating their parent is
+		// not something bbolt promises to handle.
+		var names [][]byte
+		rooms.ForEachBucket(func(name []byte) error {
+			names = append(names, append([]byte(nil), name...))
+			return nil
 		})
+		for _, name := range names {
+			if err := rooms.Bucket(name).Put(keyEpoch, []byte(newEpoch())); err != nil {
+				return err
+			}
+		}
+		rotated = len(names)
+		return nil
 	})
 	return rotated, err
 }

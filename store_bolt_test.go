@@ -81,7 +81,8 @@ func TestDurableUncleanRotatesEpoch(t *testing.T) {
 	book := newHistoryBook(Config{History: 5, DataDir: dir, historyStore: st}.withDefaults(), log)
 	book.record("r", 1, "al", "one", testTime)
 	o := book.record("r", 2, "al", "two", testTime)
-	old := book.get("r").epoch
+	book.record("s", 1, "al", "other room", testTime)
+	old, oldS := book.get("r").epoch, book.get("s").epoch
 	// Crash: the writer commits what it has, but nobody marks the file clean.
 	close(st.quit)
 	<-st.done
@@ -96,6 +97,9 @@ func TestDurableUncleanRotatesEpoch(t *testing.T) {
 	l := book2.get("r")
 	if l.epoch == old || l.epoch == "" || l.last != 2 || l.count() != 2 {
 		t.Fatalf("after a crash: epoch %q (was %q) last %d kept %d; want a new epoch, 2 kept", l.epoch, old, l.last, l.count())
+	}
+	if s := book2.get("s"); s.epoch == oldS || s.last != 1 {
+		t.Errorf("second room after a crash: epoch %q (was %q) last %d; want a new epoch, last 1", s.epoch, oldS, s.last)
 	}
 	if got := string(l.at(1).o.json); !strings.Contains(got, `"epoch":"`+l.epoch+`"`) || !strings.Contains(got, `"seq":2`) {
 		t.Errorf("reloaded message %s; want seq 2 under the new epoch (was %s)", got, o.json)
