@@ -7,6 +7,7 @@ require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/gorilla/websocket v1.5.3
+	go.etcd.io/bbolt v1.5.0
 	golang.org/x/term v0.47.0
 )
 
