@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"sync"
@@ -280,11 +278,4 @@ func (b *memoryBroker) Close() error {
 		<-b.exited
 	})
 	return nil
-}
-
-// newEpoch returns a random identifier for a new incarnation of a room log.
-func newEpoch() string {
-	var p [8]byte
-	rand.Read(p[:])
-	return hex.EncodeToString(p[:])
 }

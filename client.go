@@ -46,6 +46,9 @@ type Client struct {
 	// wantRoom and wantName are the room and name asked for at connect time.
 	// Set before register and read by the hub; never written again.
 	wantRoom, wantName string
+	// resume is the ?since=&epoch= recovery point, nil when not given. Set
+	// before register, read by the hub on the first join only.
+	resume *resumePoint
 
 	// Owned by Hub.run.
 	name        string

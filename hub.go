@@ -32,6 +32,7 @@ type Hub struct {
 	nextID   uint64         // id of the next chat message
 	draining bool           // Shutdown has begun: no new members
 	yield    bool           // a queue is half full: give writers the CPU
+	history  *historyBook   // per-room seq, epoch and recent messages (history.go)
 
 	register   chan *Client  // from serveWs, after the upgrade
 	unregister chan *Client  // from readPump, as it exits
@@ -70,6 +71,7 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 		clients:    make(map[*Client]struct{}),
 		closing:    make(map[*Client]struct{}),
 		rooms:      make(map[string]*Room),
+		history:    newHistoryBook(cfg, log),
 		register:   make(chan *Client),
 		unregister: make(chan *Client),
 		finished:   make(chan *Client),
@@ -268,7 +270,7 @@ func (h *Hub) handle(r request) {
 	case opSay:
 		h.nextID++
 		h.stats.messages.Add(1)
-		h.broadcast(c.room, messageEvent(h.nextID, c.room.name, c.name, r.arg, time.Now()), nil)
+		h.broadcast(c.room, h.history.record(c.room.name, h.nextID, c.name, r.arg, time.Now()), nil)
 	case opJoin:
 		if c.room != nil && c.room.name == r.arg {
 			h.fail(c, errAlreadyThere, "you are already in %s", r.arg)
@@ -321,6 +323,7 @@ func (h *Hub) join(c *Client, name string, connecting bool) {
 	target.add(c)
 	c.room = target
 	h.deliver(c, membersEvent("room_changed", target, c.name))
+	h.replayHistory(c, target.name, connecting)
 	if len(target.members) <= h.cfg.PresenceLimit {
 		h.broadcast(target, presenceEvent(presenceNote{room: target, event: "join", name: c.name}), c)
 	}
@@ -336,6 +339,7 @@ func (h *Hub) leave(c *Client) {
 	c.room = nil
 	if len(r.members) == 0 {
 		delete(h.rooms, r.name)
+		h.history.emptied(r.name)
 		return
 	}
 	if len(r.members) < h.cfg.PresenceLimit {

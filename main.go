@@ -56,6 +56,27 @@ type Config struct {
 	LogFormat string
 	// LogLevel is debug, info, warn or error. Default "info".
 	LogLevel string
+	// History is how many recent messages each room keeps for replay on
+	// join and recovery after a reconnect. Default 100; negative turns
+	// history off (seq and epoch are still assigned).
+	History int
+	// HistoryOnJoin is how many kept messages a client gets when it joins
+	// a room. Default 50; never more than History; negative sends none.
+	HistoryOnJoin int
+	// HistoryIdleRooms is how many empty rooms keep their history in
+	// memory, so that their last member can still recover after a
+	// reconnect. Default 1000; negative keeps none.
+	HistoryIdleRooms int
+	// HistoryIdleTTL is how long an empty room keeps its history in
+	// memory. Default 1h.
+	HistoryIdleTTL time.Duration
+	// DataDir, when set, keeps room history on disk (DataDir/history.db)
+	// so that it and its epochs survive a restart. Default "": memory
+	// only. Servers with a DataDir are built with OpenServer.
+	DataDir string
+
+	// historyStore is the store OpenServer opened for DataDir.
+	historyStore *boltStore
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -94,6 +115,18 @@ func (c Config) withDefaults() Config {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	// Negative history settings mean "none" and are kept as they are, so
+	// that applying defaults twice changes nothing.
+	if c.History == 0 {
+		c.History = 100
+	}
+	if c.HistoryOnJoin == 0 {
+		c.HistoryOnJoin = 50
+	}
+	if c.HistoryIdleRooms == 0 {
+		c.HistoryIdleRooms = 1000
+	}
+	set(&c.HistoryIdleTTL, time.Hour)
 	return c
 }
 
@@ -104,6 +137,9 @@ func (c Config) validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log format %q: want text or json", c.LogFormat)
+	}
+	if err := c.validateHistory(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -127,6 +163,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful drain")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&c.History, "history", 100, "messages kept per room for replay and recovery (0: off)")
+	fs.IntVar(&c.HistoryOnJoin, "history-on-join", 50, "kept messages sent to a client joining a room (0: none)")
+	fs.IntVar(&c.HistoryIdleRooms, "history-idle-rooms", 1000, "empty rooms that keep their history in memory (0: none)")
+	fs.DurationVar(&c.HistoryIdleTTL, "history-idle-ttl", time.Hour, "how long an empty room keeps its history in memory")
+	fs.StringVar(&c.DataDir, "data-dir", "", "keep room history on disk in this directory (default: memory only)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hubbub [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
 		fs.PrintDefaults()
@@ -150,6 +191,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	})
 	if c.BatchWindow == 0 {
 		c.BatchWindow = -1 // -batch-window 0 means off, which Config spells negative
+	}
+	for _, p := range []*int{&c.History, &c.HistoryOnJoin, &c.HistoryIdleRooms} {
+		if *p == 0 {
+			*p = -1 // likewise: 0 on the command line means none
+		}
 	}
 	return c, errors.Join(errs...)
 }
@@ -203,7 +249,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 // serve runs hubbub on ln until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
-	s := NewServer(cfg, log)
+	s, err := OpenServer(cfg, log)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 5 * time.Second,

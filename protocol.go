@@ -282,9 +282,12 @@ type outEvent struct {
 	Payload any    `json:"payload"`
 }
 
-// messagePayload is the payload of new_message.
+// messagePayload is the payload of new_message. Seq and Epoch place the
+// message in its room's history (see history.go).
 type messagePayload struct {
 	ID      uint64 `json:"id"`
+	Seq     uint64 `json:"seq"`
+	Epoch   string `json:"epoch"`
 	Room    string `json:"room"`
 	From    string `json:"from"`
 	Message string `json:"message"`
@@ -324,11 +327,20 @@ func newOutbound(typ string, payload any, text string) *outbound {
 	return &outbound{json: b, text: []byte(text)}
 }
 
-// messageEvent builds new_message.
+// messageEvent builds new_message outside any room history (seq 0, no
+// epoch); the hub numbers its messages through historyBook.record.
 func messageEvent(id uint64, room, from, msg string, t time.Time) *outbound {
-	return newOutbound("new_message",
-		messagePayload{ID: id, Room: room, From: from, Message: msg, Time: t.UTC().Format(timeLayout)},
-		"["+room+"] "+from+": "+msg)
+	return encodeMessage(messagePayload{ID: id, Room: room, From: from, Message: msg, Time: stamp(t)})
+}
+
+// encodeMessage builds new_message from p.
+func encodeMessage(p messagePayload) *outbound {
+	return newOutbound("new_message", p, "["+p.Room+"] "+p.From+": "+p.Message)
+}
+
+// stamp formats a message time the way the protocol sends it.
+func stamp(t time.Time) string {
+	return t.UTC().Format(timeLayout)
 }
 
 // errorEvent builds error.

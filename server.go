@@ -120,6 +120,11 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad format: use json or text", http.StatusBadRequest)
 		return
 	}
+	resume, err := parseResume(q)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 
 	hw := &hijackWrapper{ResponseWriter: w}
 	conn, err := s.upgrader.Upgrade(hw, r, nil)
@@ -138,6 +143,7 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		readDone: make(chan struct{}), kick: make(chan struct{}, 1),
 		wantRoom: room,
 		wantName: name,
+		resume:   resume,
 	}
 	c.log = s.log.With("client", c.addr)
 	if !s.hub.registerClient(c) {
@@ -193,7 +199,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	err := s.hub.Shutdown(ctx)
 	s.echoes.Wait() // bounded: cancel closed every echo connection
-	return err
+	// run has returned (Shutdown waits for done), so the history is ours.
+	return errors.Join(err, s.hub.history.close())
 }
 
 // errShutdown is returned by run when a drain did not finish in time.

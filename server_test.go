@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -260,12 +261,16 @@ func (p *peer) closeCode(within time.Duration) int {
 	}
 }
 
-// joined dials and consumes the room_changed greeting.
+// joined dials and consumes the room_changed greeting and, for a JSON
+// client of a server with history on, the history event after it.
 func (s *testServer) joined(t testing.TB, kv ...string) (*peer, roomPayload) {
 	t.Helper()
 	p := s.dial(t, kv...)
 	var rp roomPayload
 	p.skipUntil("room_changed").decode(t, &rp)
+	if s.cfg.History > 0 && !slices.Contains(kv, "text") {
+		p.expect("history")
+	}
 	return p, rp
 }
 

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Durable room history in one bbolt file, DATA_DIR/history.db.
+//
+// Layout: bucket "rooms" holds one bucket per room with key "epoch" and a
+// bucket "msgs" mapping the big-endian seq to the new_message payload JSON;
+// only the newest Config.History messages are kept. Bucket "meta" holds
+// "clean" while no process has the file open for writing.
+//
+// The hub never waits for the disk. It queues writes (appendMessage,
+// resetRoom) and a writer goroutine commits whatever has queued in one
+// transaction, one fsync per batch. So a crash can lose the last few
+// messages after clients saw their seqs. To keep seqs from being reused
+// under the same epoch, open notices that "clean" is missing and gives every
+// room a new epoch: clients then get recovered:false, never a wrong answer.
+
+// maxPendingWrites bounds the write queue. A disk this far behind drops
+// writes (and the file is then treated as not clean) rather than letting
+// memory grow without limit.
+const maxPendingWrites = 1 << 16
+
+var (
+	bucketRooms = []byte("rooms")
+	bucketMeta  = []byte("meta")
+	bucketMsgs  = []byte("msgs")
+	keyEpoch    = []byte("epoch")
+	keyClean    = []byte("clean")
+)
+
+// storeOp is one queued write: a message, or (seq 0) a room's history
+// starting afresh under a new epoch.
+type storeOp struct {
+	room    string
+	epoch   string // reset only
+	seq     uint64
+	payload []byte // new_message payload JSON, shared with the broadcast
+}
+
+// storedMsg is a message read back from the store.
+type storedMsg struct {
+	seq uint64
+	messagePayload
+}
+
+// boltStore is the durable history. load, appendMessage and resetRoom are
+// called by Hub.run; the writer goroutine commits; close is called once run
+// has returned.
+type boltStore struct {
+	db   *bolt.DB
+	keep int // messages kept per room
+	log  *slog.Logger
+
+	mu       sync.Mutex // guards the following fields
+	pending  []storeOp  // queued, not yet taken by the writer
+	inflight []storeOp  // taken by the writer, not yet committed
+	dirty    bool       // a write was dropped or failed: do not mark clean
+
+	wake      chan struct{} // buffered (1): pending is non-empty
+	quit      chan struct{} // closed by close
+	done      chan struct{} // closed when the writer exits
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// openBoltStore opens (creating if needed) the history in dir, keeping
+// keep messages per room, and starts its writer.
+func openBoltStore(dir string, keep int, log *slog.Logger) (*boltStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("history dir: %w", err)
+	}
+	path := filepath.Join(dir, "history.db")
+	// The timeout turns a second process on the same directory into a
+	// prompt error instead of a silent hang on the file lock.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open history %s: %w", path, err)
+	}
+	rotated, err := claim(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open history %s: %w", path, err)
+	}
+	if rotated > 0 {
+		log.Warn("history was not closed cleanly; rooms start new epochs", "path", path, "rooms", rotated)
+	}
+	s := &boltStore{
+		db: db, keep: keep, log: log,
+		wake: make(chan struct{}, 1),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
+}
+
+// claim marks db as in use. If the previous user did not close it cleanly,
+// every room gets a new epoch; claim returns how many.
+func claim(db *bolt.DB) (rotated int, err error) {
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		rooms, err := tx.CreateBucketIfNotExists(bucketRooms)
+		if err != nil {
+			return err
+		}
+		clean := meta.Get(keyClean) != nil
+		if err := meta.Delete(keyClean); err != nil {
+			return err
+		}
+		if clean {
+			return nil
+		}
+		// Collect first: changing buckets while iterating their parent is
+		// not something bbolt promises to handle.
+		var names [][]byte
+		rooms.ForEachBucket(func(name []byte) error {
+			names = append(names, append([]byte(nil), name...))
+			return nil
+		})
+		for _, name := range names {
+			if err := rooms.Bucket(name).Put(keyEpoch, []byte(newEpoch())); err != nil {
+				return err
+			}
+		}
+		rotated = len(names)
+		return nil
+	})
+	return rotated, err
+}
+
+// appendMessage queues message seq of room. Called by Hub.run; never blocks.
+func (s *boltStore) appendMessage(room string, seq uint64, payload []byte) {
+	s.enqueue(storeOp{room: room, seq: seq, payload: payload})
+}
+
+// resetRoom queues the start of a new history for room under epoch,
+// discarding any messages it had. Called by Hub.run; never blocks.
+func (s *boltStore) resetRoom(room, epoch string) {
+	s.enqueue(storeOp{room: room, epoch: epoch})
+}
+
+// enqueue adds op to the pending writes and wakes the writer.
+func (s *boltStore) enqueue(op storeOp) {
+	s.mu.Lock()
+	if len(s.pending) >= maxPendingWrites {
+		first := !s.dirty
+		s.dirty = true
+		s.mu.Unlock()
+		if first {
+			s.log.Error("history store is falling behind; dropping writes", "queued", maxPendingWrites)
+		}
+		return
+	}
+	s.pending = append(s.pending, op)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writer commits queued writes until close, then commits the rest.
+func (s *boltStore) writer() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.wake:
+			s.flush()
+		case <-s.quit:
+			s.flush()
+			return
+		}
+	}
+}
+
+// flush commits everything pending in one transaction. Called only by the
+// writer goroutine.
+func (s *boltStore) flush() {
+	s.mu.Lock()
+	s.pending, s.inflight = s.inflight[:0], s.pending
+	batch := s.inflight
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		rooms := tx.Bucket(bucketRooms)
+		for _, op := range batch {
+			if err := s.apply(rooms, op); err != nil {
+				return fmt.Errorf("room %q seq %d: %w", op.room, op.seq, err)
+			}
+		}
+		return nil
+	})
+	s.mu.Lock()
+	clear(s.inflight) // let the payloads go
+	s.inflight = s.inflight[:0]
+	if err != nil {
+		s.dirty = true
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("history write failed", "writes", len(batch), "err", err)
+	}
+}
+
+// apply performs one write inside a transaction.
+func (s *boltStore) apply(rooms *bolt.Bucket, op storeOp) error {
+	rb, err := rooms.CreateBucketIfNotExists([]byte(op.room))
+	if err != nil {
+		return err
+	}
+	if op.seq == 0 {
+		if rb.Bucket(bucketMsgs) != nil {
+			if err := rb.DeleteBucket(bucketMsgs); err != nil {
+				return err
+			}
+		}
+		return rb.Put(keyEpoch, []byte(op.epoch))
+	}
+	msgs, err := rb.CreateBucketIfNotExists(bucketMsgs)
+	if err != nil {
+		return err
+	}
+	if err := msgs.Put(seqKey(op.seq), op.payload); err != nil {
+		return err
+	}
+	// Trim to the newest keep messages; usually exactly one goes.
+	if op.seq <= uint64(s.keep) {
+		return nil
+	}
+	oldest := op.seq - uint64(s.keep)
+	c := msgs.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= oldest; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seqKey encodes seq so that byte order is numeric order.
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq)
+}
+
+// load reads room's epoch ("" if the store has never seen the room) and its
+// newest max messages, oldest first, including writes not yet committed.
+// Called by Hub.run.
+func (s *boltStore) load(room string, max int) (epoch string, msgs []storedMsg, err error) {
+	// Snapshot queued writes before reading the file: a batch committed in
+	// between is then seen twice (and deduplicated by seq), never missed.
+	s.mu.Lock()
+	var queued []storeOp
+	for _, list := range [][]storeOp{s.inflight, s.pending} {
+		for _, op := range list {
+			if op.room == room {
+				queued = append(queued, op)
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	err = s.db.View(func(tx *bolt.Tx) error {
+		rb := tx.Bucket(bucketRooms).Bucket([]byte(room))
+		if rb == nil {
+			return nil
+		}
+		epoch = string(rb.Get(keyEpoch))
+		mb := rb.Bucket(bucketMsgs)
+		if mb == nil {
+			return nil
+		}
+		c := mb.Cursor()
+		for k, v := c.Last(); k != nil && len(msgs) < max; k, v = c.Prev() {
+			m := storedMsg{seq: binary.BigEndian.Uint64(k)}
+			if err := json.Unmarshal(v, &m.messagePayload); err != nil {
+				return fmt.Errorf("message %d: %w", m.seq, err)
+			}
+			msgs = append(msgs, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("load history of %q: %w", room, err)
+	}
+	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+		msgs[i], msgs[j] = msgs[j], msgs[i]
+	}
+	for _, op := range queued {
+		if op.seq == 0 {
+			epoch, msgs = op.epoch, msgs[:0]
+			continue
+		}
+		if n := len(msgs); n > 0 && op.seq <= msgs[n-1].seq {
+			continue // committed meanwhile, already read
+		}
+		m := storedMsg{seq: op.seq}
+		if err := json.Unmarshal(op.payload, &m.messagePayload); err != nil {
+			return "", nil, fmt.Errorf("load history of %q: queued message %d: %w", room, op.seq, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) > max {
+		msgs = msgs[len(msgs)-max:]
+	}
+	return epoch, msgs, nil
+}
+
+// close commits queued writes, marks the file clean (unless a write was
+// lost) and closes it. Safe to call more than once.
+func (s *boltStore) close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.done
+		s.mu.Lock()
+		dirty := s.dirty
+		s.mu.Unlock()
+		var err error
+		if !dirty {
+			err = s.db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put(keyClean, []byte{1})
+			})
+		}
+		if cerr := s.db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			s.closeErr = fmt.Errorf("close history: %w", err)
+		}
+	})
+	return s.closeErr
+}
