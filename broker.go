@@ -14,19 +14,25 @@ import (
 //
 // The contract, which broker_test.go checks against every implementation:
 //
-//   - Publish appends m to its room's log, which assigns the next sequence
-//     number of that room (1, 2, 3, … with no gaps for the whole cluster),
-//     and delivers it to every subscription of the room on every node,
-//     including the publisher's own. Publish never blocks on the network or
+//   - Sequenced reports whether the broker keeps a log of each room and
+//     numbers its messages for the whole cluster. A broker that does not
+//     (memoryBroker: one process) delivers Seq 0 and an empty Epoch, and
+//     the hub numbers messages itself in the order they are delivered.
+//   - Publish delivers m to every subscription of its room on every node,
+//     including the publisher's own, in one order that every node sees. A
+//     sequenced broker first appends m to the room's log, which assigns the
+//     room's next seq (1, 2, 3, … with no gaps for the whole cluster).
+//     Publish never blocks on the network or
 //     on a subscriber: it queues the message and returns. If the message
 //     cannot even be queued it returns an error and nothing was stored. If it
 //     fails later (the cluster link is down, the store refused it) fail is
 //     called once, from a broker goroutine and never from inside Publish, so
 //     that the hub can tell the sender without blocking on itself.
-//   - Subscribe starts delivering a room to fn: first every message still in
-//     the room's log (the replay, oldest first), then one Synced delivery
-//     that carries the room's epoch and the sequence the replay ended at,
-//     then each new message once, in sequence order. It returns at once;
+//   - Subscribe starts delivering a room to fn: first the newest messages
+//     of the room's log (the replay, oldest first; none if not sequenced),
+//     then one Synced delivery that carries the room's epoch and the seq the
+//     replay ended at, then each new message once, in order. Every message
+//     delivery of a sequenced broker carries the epoch too. It returns at once;
 //     setup that needs the network runs in the background and retries until
 //     it works or the subscription ends. A room has at most one
 //     subscription per broker.
@@ -38,8 +44,9 @@ import (
 //     block for long and must not touch hub state: the hub's callbacks only
 //     hand the delivery to the hub's inbound channel, selecting on the hub's
 //     done channel.
-//   - SetPresence records this node's member names in a room (nil or empty:
-//     none) and tells the other nodes, without blocking. WatchPresence
+//   - SetPresence records this node's members of a room (count of them, and
+//     some or all of their names; count 0: none) and tells the other nodes,
+//     without blocking. WatchPresence
 //     registers the callback that hears about other nodes' members: one
 //     PresenceUpdate per node and room whose names changed, including an
 //     empty one when a node leaves the cluster or falls silent for the
@@ -50,10 +57,11 @@ import (
 //     connection. It is idempotent, and after it Publish returns
 //     errBrokerClosed.
 type Broker interface {
+	Sequenced() bool
 	Publish(m Envelope, fail func(error)) error
 	Subscribe(room string, fn func(Delivery)) error
 	Unsubscribe(room string)
-	SetPresence(room string, names []string)
+	SetPresence(room string, names []string, count int)
 	WatchPresence(fn func(PresenceUpdate))
 	Ready() error
 	Close() error
@@ -84,16 +92,18 @@ const (
 type Delivery struct {
 	Kind  DeliveryKind
 	Msg   Envelope // DeliverMessage
-	Epoch string   // DeliverSynced: identifies this incarnation of the room's log
+	Epoch string   // identifies this incarnation of the room's log; "" if not sequenced
 	Last  uint64   // DeliverSynced
 }
 
-// PresenceUpdate says which names node now has in room. Names is empty when
-// the node has nobody there any more, or has left or died.
+// PresenceUpdate says who node now has in room: Count members, of whom
+// Names (sorted) are listed. Count is 0 when the node has nobody there any
+// more, or has left or died.
 type PresenceUpdate struct {
-	Node  string
-	Room  string
-	Names []string
+	Node  string   `json:"node,omitempty"`
+	Room  string   `json:"room,omitempty"`
+	Names []string `json:"names,omitempty"`
+	Count int      `json:"count,omitempty"`
 }
 
 // Broker errors the hub turns into messages for the sender.

@@ -14,31 +14,18 @@ var _ Broker = (*memoryBroker)(nil)
 // as a whole (errBrokerBusy), so no subscriber silently misses a message.
 const maxMemoryQueue = 1 << 16
 
-// memoryBus is an in-process cluster: the room logs and the nodes attached
-// to it. A hubbub process without NATS has one bus with one node; tests put
-// several nodes on one bus to check the broker contract without a network.
+// memoryBus is an in-process cluster: the nodes attached to it. A hubbub
+// process without NATS has one bus with one node; tests put several nodes
+// on one bus to check the broker contract without a network. The bus keeps
+// no log: it is not sequenced, and the hub numbers messages itself.
 type memoryBus struct {
-	history int // messages kept per room log
-
 	mu    sync.Mutex
-	logs  map[string]*memoryLog      // guarded by mu
 	nodes map[*memoryBroker]struct{} // guarded by mu
 }
 
-// memoryLog is one room's log: its epoch, last sequence and newest messages.
-type memoryLog struct {
-	epoch string
-	last  uint64
-	msgs  []Envelope // at most history, oldest first
-}
-
-// newMemoryBus returns a bus whose room logs keep history messages each.
-func newMemoryBus(history int) *memoryBus {
-	return &memoryBus{
-		history: max(history, 0),
-		logs:    make(map[string]*memoryLog),
-		nodes:   make(map[*memoryBroker]struct{}),
-	}
+// newMemoryBus returns an empty bus.
+func newMemoryBus() *memoryBus {
+	return &memoryBus{nodes: make(map[*memoryBroker]struct{})}
 }
 
 // memoryBroker is one node on a memoryBus. Its deliveries go through a
@@ -50,7 +37,7 @@ type memoryBroker struct {
 
 	// Guarded by bus.mu.
 	subs     map[string]*memorySub
-	presence map[string][]string // room -> this node's names
+	presence map[string]PresenceUpdate // room -> this node's members
 	watch    func(PresenceUpdate)
 	queue    []func()
 	closed   bool
@@ -70,8 +57,8 @@ type memorySub struct {
 
 // newMemoryBroker returns a one-node broker on a private bus: the default
 // when hubbub runs without NATS.
-func newMemoryBroker(history int) *memoryBroker {
-	return newMemoryBus(history).node("local")
+func newMemoryBroker() *memoryBroker {
+	return newMemoryBus().node("local")
 }
 
 // node attaches a new broker called name to the bus and starts its
@@ -81,7 +68,7 @@ func (bus *memoryBus) node(name string) *memoryBroker {
 		bus:      bus,
 		node:     name,
 		subs:     make(map[string]*memorySub),
-		presence: make(map[string][]string),
+		presence: make(map[string]PresenceUpdate),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		exited:   make(chan struct{}),
@@ -126,8 +113,12 @@ func (b *memoryBroker) enqueue(job func()) {
 	}
 }
 
-// Publish implements Broker. It appends m to the room's log and queues it
-// for every subscribed node; it never fails later, so fail is never called.
+// Sequenced implements Broker: the bus keeps no log.
+func (b *memoryBroker) Sequenced() bool { return false }
+
+// Publish implements Broker. It queues m for every subscribed node, under
+// the bus lock so that every node sees publishes in the same order. It
+// never fails later, so fail is never called.
 func (b *memoryBroker) Publish(m Envelope, fail func(error)) error {
 	bus := b.bus
 	bus.mu.Lock()
@@ -145,31 +136,11 @@ func (b *memoryBroker) Publish(m Envelope, fail func(error)) error {
 			targets, nodes = append(targets, s), append(nodes, n)
 		}
 	}
-	l := bus.log(m.Room)
-	l.last++
-	m.Seq = l.last
-	if bus.history > 0 {
-		if len(l.msgs) == bus.history {
-			l.msgs = slices.Delete(l.msgs, 0, 1)
-		}
-		l.msgs = append(l.msgs, m)
-	}
 	for i, n := range nodes {
 		s := targets[i]
 		n.enqueue(func() { s.deliver(Delivery{Kind: DeliverMessage, Msg: m}) })
 	}
 	return nil
-}
-
-// log returns room's log, starting a new epoch if it has none.
-// The caller holds bus.mu.
-func (bus *memoryBus) log(room string) *memoryLog {
-	l := bus.logs[room]
-	if l == nil {
-		l = &memoryLog{epoch: newEpoch()}
-		bus.logs[room] = l
-	}
-	return l
 }
 
 // deliver calls the subscription's callback unless it has been stopped.
@@ -179,8 +150,8 @@ func (s *memorySub) deliver(d Delivery) {
 	}
 }
 
-// Subscribe implements Broker. The replay is copied under the bus lock, so
-// no message published meanwhile can fall between replay and live.
+// Subscribe implements Broker. With no log there is nothing to replay:
+// the synced marker is the first delivery.
 func (b *memoryBroker) Subscribe(room string, fn func(Delivery)) error {
 	bus := b.bus
 	bus.mu.Lock()
@@ -193,15 +164,7 @@ func (b *memoryBroker) Subscribe(room string, fn func(Delivery)) error {
 	}
 	s := &memorySub{fn: fn}
 	b.subs[room] = s
-	l := bus.log(room)
-	replay := slices.Clone(l.msgs)
-	synced := Delivery{Kind: DeliverSynced, Epoch: l.epoch, Last: l.last}
-	b.enqueue(func() {
-		for _, m := range replay {
-			s.deliver(Delivery{Kind: DeliverMessage, Msg: m})
-		}
-		s.deliver(synced)
-	})
+	b.enqueue(func() { s.deliver(Delivery{Kind: DeliverSynced}) })
 	return nil
 }
 
@@ -216,25 +179,26 @@ func (b *memoryBroker) Unsubscribe(room string) {
 }
 
 // SetPresence implements Broker.
-func (b *memoryBroker) SetPresence(room string, names []string) {
+func (b *memoryBroker) SetPresence(room string, names []string, count int) {
 	bus := b.bus
 	bus.mu.Lock()
 	defer bus.mu.Unlock()
 	if b.closed {
 		return
 	}
-	if len(names) == 0 {
-		delete(b.presence, room)
+	u := PresenceUpdate{Node: b.node, Room: room}
+	if count > 0 {
+		u.Names, u.Count = slices.Clone(names), count
+		b.presence[room] = u
 	} else {
-		b.presence[room] = slices.Clone(names)
+		delete(b.presence, room)
 	}
-	b.announce(room, b.presence[room])
+	b.announce(u)
 }
 
 // announce queues a presence update about b for every other watching node.
 // The caller holds bus.mu.
-func (b *memoryBroker) announce(room string, names []string) {
-	u := PresenceUpdate{Node: b.node, Room: room, Names: names}
+func (b *memoryBroker) announce(u PresenceUpdate) {
 	for n := range b.bus.nodes {
 		if n != b && n.watch != nil {
 			watch := n.watch
@@ -251,9 +215,8 @@ func (b *memoryBroker) WatchPresence(fn func(PresenceUpdate)) {
 	defer bus.mu.Unlock()
 	b.watch = fn
 	for n := range bus.nodes {
-		for room, names := range n.presence {
+		for _, u := range n.presence {
 			if n != b {
-				u := PresenceUpdate{Node: n.node, Room: room, Names: names}
 				b.enqueue(func() { fn(u) })
 			}
 		}
@@ -271,7 +234,7 @@ func (b *memoryBroker) Close() error {
 		b.closed = true
 		delete(bus.nodes, b)
 		for room := range b.presence {
-			b.announce(room, nil)
+			b.announce(PresenceUpdate{Node: b.node, Room: room})
 		}
 		b.bus.mu.Unlock()
 		close(b.done)

@@ -73,7 +73,7 @@ type natsBroker struct {
 
 	mu       sync.Mutex
 	follows  map[string]context.CancelFunc // room -> its follow; guarded by mu
-	local    map[string][]string           // room -> our names; guarded by mu
+	local    map[string]PresenceUpdate     // room -> our members; guarded by mu
 	dirty    map[string]struct{}           // rooms whose names changed; guarded by mu
 	changed  chan struct{}                 // buffered (1): dirty is not empty
 	watchers chan func(PresenceUpdate)     // WatchPresence -> presenceLoop
@@ -99,17 +99,16 @@ type pendingAck struct {
 // presenceMsg is what nodes tell each other on the presence subject: a
 // change in one room, a full heartbeat of every room, or goodbye.
 type presenceMsg struct {
-	Node  string              `json:"node"`
-	Kind  string              `json:"kind"` // "room", "full" or "bye"
-	Room  string              `json:"room,omitempty"`
-	Names []string            `json:"names,omitempty"`
-	Rooms map[string][]string `json:"rooms,omitempty"`
+	Node  string                    `json:"node"`
+	Kind  string                    `json:"kind"` // "room", "full" or "bye"
+	Room  PresenceUpdate            `json:"room,omitzero"`
+	Rooms map[string]PresenceUpdate `json:"rooms,omitempty"`
 }
 
 // remoteNode is what presenceLoop knows of another node.
 type remoteNode struct {
 	seen  time.Time
-	rooms map[string][]string
+	rooms map[string]PresenceUpdate
 }
 
 // newNATSBroker connects to opt.URL and starts the broker's goroutines. The
@@ -189,7 +188,7 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		pubs:     make(chan pubJob, pubQueue),
 		acks:     make(chan pendingAck, ackQueue),
 		follows:  make(map[string]context.CancelFunc),
-		local:    make(map[string][]string),
+		local:    make(map[string]PresenceUpdate),
 		dirty:    make(map[string]struct{}),
 		changed:  make(chan struct{}, 1),
 		watchers: make(chan func(PresenceUpdate)),
@@ -344,6 +343,9 @@ func (b *natsBroker) ackLoop() {
 	}
 }
 
+// Sequenced implements Broker: room streams number the messages.
+func (b *natsBroker) Sequenced() bool { return true }
+
 // Subscribe implements Broker: it starts a follow goroutine for room.
 func (b *natsBroker) Subscribe(room string, fn func(Delivery)) error {
 	if _, err := subjectToken(room); err != nil {
@@ -445,7 +447,7 @@ func (b *natsBroker) consume(ctx context.Context, room string, fn func(Delivery)
 		if ctx.Err() != nil {
 			return
 		}
-		fn(Delivery{Kind: DeliverMessage, Msg: m})
+		fn(Delivery{Kind: DeliverMessage, Msg: m, Epoch: epoch})
 		if !synced && m.Seq >= last {
 			synced = true
 			fn(Delivery{Kind: DeliverSynced, Epoch: epoch, Last: last})
@@ -456,12 +458,12 @@ func (b *natsBroker) consume(ctx context.Context, room string, fn func(Delivery)
 }
 
 // SetPresence implements Broker: presenceLoop publishes the change.
-func (b *natsBroker) SetPresence(room string, names []string) {
+func (b *natsBroker) SetPresence(room string, names []string, count int) {
 	b.mu.Lock()
-	if len(names) == 0 {
+	if count <= 0 {
 		delete(b.local, room)
 	} else {
-		b.local[room] = slices.Clone(names)
+		b.local[room] = PresenceUpdate{Room: room, Names: slices.Clone(names), Count: count}
 	}
 	b.dirty[room] = struct{}{}
 	b.mu.Unlock()
@@ -487,9 +489,10 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 	defer b.wg.Done()
 	remote := make(map[string]*remoteNode)
 	var watch func(PresenceUpdate)
-	emit := func(node, room string, names []string) {
+	emit := func(node string, u PresenceUpdate) {
 		if watch != nil {
-			watch(PresenceUpdate{Node: node, Room: room, Names: names})
+			u.Node = node
+			watch(u)
 		}
 	}
 	tick := time.NewTicker(b.opt.Interval)
@@ -504,8 +507,8 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 		case fn := <-b.watchers:
 			watch = fn
 			for node, r := range remote {
-				for room, names := range r.rooms {
-					emit(node, room, names)
+				for _, u := range r.rooms {
+					emit(node, u)
 				}
 			}
 		case <-b.changed:
@@ -518,7 +521,7 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 					b.log.Info("node silent; dropping its members", "peer", node, "silent_for", time.Since(r.seen).Round(time.Millisecond))
 					delete(remote, node)
 					for room := range r.rooms {
-						emit(node, room, nil)
+						emit(node, PresenceUpdate{Room: room})
 					}
 				}
 			}
@@ -536,48 +539,49 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 				if pm.Kind == "bye" {
 					continue
 				}
-				r = &remoteNode{rooms: make(map[string][]string)}
+				r = &remoteNode{rooms: make(map[string]PresenceUpdate)}
 				remote[pm.Node] = r
 				b.log.Info("node joined the cluster", "peer", pm.Node)
 			}
 			r.seen = time.Now()
 			switch pm.Kind {
 			case "room":
-				if !slices.Equal(r.rooms[pm.Room], pm.Names) {
-					setNames(r.rooms, pm.Room, pm.Names)
-					emit(pm.Node, pm.Room, pm.Names)
+				if r.set(pm.Room) {
+					emit(pm.Node, pm.Room)
 				}
 			case "full":
 				for room := range r.rooms {
 					if _, ok := pm.Rooms[room]; !ok {
 						delete(r.rooms, room)
-						emit(pm.Node, room, nil)
+						emit(pm.Node, PresenceUpdate{Room: room})
 					}
 				}
-				for room, names := range pm.Rooms {
-					if !slices.Equal(r.rooms[room], names) {
-						setNames(r.rooms, room, names)
-						emit(pm.Node, room, names)
+				for room, u := range pm.Rooms {
+					u.Room = room
+					if r.set(u) {
+						emit(pm.Node, u)
 					}
 				}
 			case "bye":
 				b.log.Info("node left the cluster", "peer", pm.Node)
 				delete(remote, pm.Node)
 				for room := range r.rooms {
-					emit(pm.Node, room, nil)
+					emit(pm.Node, PresenceUpdate{Room: room})
 				}
 			}
 		}
 	}
 }
 
-// setNames stores names for room, deleting the entry when there are none.
-func setNames(rooms map[string][]string, room string, names []string) {
-	if len(names) == 0 {
-		delete(rooms, room)
-	} else {
-		rooms[room] = names
+// set records u and reports whether it changed anything.
+func (r *remoteNode) set(u PresenceUpdate) bool {
+	old, had := r.rooms[u.Room]
+	if u.Count <= 0 {
+		delete(r.rooms, u.Room)
+		return had
 	}
+	r.rooms[u.Room] = u
+	return !had || old.Count != u.Count || !slices.Equal(old.Names, u.Names)
 }
 
 // publishChanges tells the cluster about every room whose local names
@@ -586,7 +590,9 @@ func (b *natsBroker) publishChanges() {
 	b.mu.Lock()
 	msgs := make([]presenceMsg, 0, len(b.dirty))
 	for room := range b.dirty {
-		msgs = append(msgs, presenceMsg{Node: b.opt.Node, Kind: "room", Room: room, Names: b.local[room]})
+		u := b.local[room]
+		u.Room = room
+		msgs = append(msgs, presenceMsg{Node: b.opt.Node, Kind: "room", Room: u})
 	}
 	clear(b.dirty)
 	b.mu.Unlock()
@@ -600,9 +606,10 @@ func (b *natsBroker) heartbeat(kind string) {
 	pm := presenceMsg{Node: b.opt.Node, Kind: kind}
 	if kind == "full" {
 		b.mu.Lock()
-		pm.Rooms = make(map[string][]string, len(b.local))
-		for room, names := range b.local {
-			pm.Rooms[room] = names
+		pm.Rooms = make(map[string]PresenceUpdate, len(b.local))
+		for room, u := range b.local {
+			u.Room = "" // the key says it
+			pm.Rooms[room] = u
 		}
 		b.mu.Unlock()
 	}
