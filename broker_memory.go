@@ -31,6 +31,8 @@ func newMemoryBus() *memoryBus {
 // memoryBroker is one node on a memoryBus. Its deliveries go through a
 // queue drained by its own goroutine, run: Publish only appends to queues,
 // so a hub publishing from its own goroutine can never wait for itself.
+// run starts with the first queued delivery, so a broker that is never
+// used (a hub in a unit test) has no goroutine to stop.
 type memoryBroker struct {
 	bus  *memoryBus
 	node string
@@ -41,6 +43,7 @@ type memoryBroker struct {
 	watch    func(PresenceUpdate)
 	queue    []func()
 	closed   bool
+	started  bool // run has been started (by the first enqueue)
 
 	wake      chan struct{} // buffered (1): queue is not empty
 	done      chan struct{} // closed by Close
@@ -61,8 +64,8 @@ func newMemoryBroker() *memoryBroker {
 	return newMemoryBus().node("local")
 }
 
-// node attaches a new broker called name to the bus and starts its
-// delivery goroutine. Close stops it.
+// node attaches a new broker called name to the bus. Close detaches it and
+// stops its goroutine.
 func (bus *memoryBus) node(name string) *memoryBroker {
 	b := &memoryBroker{
 		bus:      bus,
@@ -76,7 +79,6 @@ func (bus *memoryBus) node(name string) *memoryBroker {
 	bus.mu.Lock()
 	bus.nodes[b] = struct{}{}
 	bus.mu.Unlock()
-	go b.run()
 	return b
 }
 
@@ -106,6 +108,13 @@ func (b *memoryBroker) run() {
 
 // enqueue adds job to b's queue. The caller holds bus.mu.
 func (b *memoryBroker) enqueue(job func()) {
+	if b.closed {
+		return
+	}
+	if !b.started {
+		b.started = true
+		go b.run()
+	}
 	b.queue = append(b.queue, job)
 	select {
 	case b.wake <- struct{}{}:
@@ -236,9 +245,12 @@ func (b *memoryBroker) Close() error {
 		for room := range b.presence {
 			b.announce(PresenceUpdate{Node: b.node, Room: room})
 		}
-		b.bus.mu.Unlock()
+		started := b.started
+		bus.mu.Unlock()
 		close(b.done)
-		<-b.exited
+		if started {
+			<-b.exited
+		}
 	})
 	return nil
 }

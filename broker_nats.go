@@ -122,7 +122,7 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		return nil, fmt.Errorf("nats prefix %q: want 1-32 characters from A-Z a-z 0-9 _ -", opt.Prefix)
 	}
 	if opt.Node == "" {
-		opt.Node = "node-" + newEpoch()[:8]
+		opt.Node = defaultNodeName()
 	}
 	if opt.Interval <= 0 {
 		opt.Interval = 2 * time.Second

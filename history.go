@@ -165,13 +165,7 @@ func newHistoryBook(cfg Config, log *slog.Logger) *historyBook {
 // record numbers a new message in room, keeps it and returns its
 // new_message event, ready to broadcast. Must only be called from run.
 func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time) *outbound {
-	l := b.get(room)
-	seq := b.seq.next(l)
-	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t)})
-	if l.add(seq, o, b.size) && b.store != nil {
-		b.store.appendMessage(room, seq, messagePayloadJSON(o))
-	}
-	return o
+	return b.recordAt(room, "", 0, id, from, msg, t)
 }
 
 // get returns room's log, waking it from the idle list, loading it from the
@@ -400,6 +394,9 @@ func (c Config) validateHistory() error {
 // durable history first and returns the error if that fails. Shutdown
 // closes the history cleanly.
 func OpenServer(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := openCluster(&cfg, log); err != nil {
+		return nil, err
+	}
 	if d := cfg.withDefaults(); d.DataDir != "" {
 		if err := d.validateHistory(); err != nil {
 			return nil, err

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Hub owns every client and room. One goroutine, run, is the only one that
@@ -33,6 +32,8 @@ type Hub struct {
 	draining bool           // Shutdown has begun: no new members
 	yield    bool           // a queue is half full: give writers the CPU
 	history  *historyBook   // per-room seq, epoch and recent messages (history.go)
+	broker   Broker         // carries messages and presence (cluster.go); safe from any goroutine
+	cl       clusterState   // room subscriptions and remote members (cluster.go)
 
 	register   chan *Client  // from serveWs, after the upgrade
 	unregister chan *Client  // from readPump, as it exits
@@ -51,7 +52,8 @@ type Hub struct {
 // be read from any goroutine without asking the hub.
 type hubStats struct {
 	slowConsumers atomic.Uint64 // clients evicted because their queue was full
-	messages      atomic.Uint64 // chat messages accepted
+	messages      atomic.Uint64 // chat messages delivered by the broker
+	undelivered   atomic.Uint64 // chat messages the broker refused or lost (sender told)
 }
 
 // presenceNote is a join, leave or rename waiting to be announced.
@@ -65,7 +67,7 @@ type presenceNote struct {
 // newHub returns a hub for cfg. The caller starts run in a goroutine and
 // must call Shutdown to stop it.
 func newHub(cfg Config, log *slog.Logger) *Hub {
-	return &Hub{
+	h := &Hub{
 		cfg:        cfg,
 		log:        log,
 		clients:    make(map[*Client]struct{}),
@@ -80,6 +82,8 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 		kill:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	h.attachBroker(cfg.broker)
+	return h
 }
 
 // run is the hub goroutine. It returns after Shutdown once every client's
@@ -262,15 +266,17 @@ func (h *Hub) broadcast(r *Room, o *outbound, skip *Client) {
 
 // handle carries out one client request. Must only be called from run.
 func (h *Hub) handle(r request) {
+	if r.op == opBroker {
+		h.handleBroker(r.bk)
+		return
+	}
 	c := r.c
 	if !c.active {
 		return // evicted while the request was queued
 	}
 	switch r.op {
 	case opSay:
-		h.nextID++
-		h.stats.messages.Add(1)
-		h.broadcast(c.room, h.history.record(c.room.name, h.nextID, c.name, r.arg, time.Now()), nil)
+		h.publish(c, r.arg) // broadcast when the broker hands it back
 	case opJoin:
 		if c.room != nil && c.room.name == r.arg {
 			h.fail(c, errAlreadyThere, "you are already in %s", r.arg)
@@ -318,12 +324,14 @@ func (h *Hub) join(c *Client, name string, connecting bool) {
 	if target == nil {
 		target = newRoom(name)
 		h.rooms[name] = target
+		h.linkRoom(target)
 	}
 	c.name = newName
 	target.add(c)
 	c.room = target
 	h.deliver(c, membersEvent("room_changed", target, c.name))
-	h.replayHistory(c, target.name, connecting)
+	h.sharePresence(target)
+	h.enterRoom(c, target, connecting)
 	if len(target.members) <= h.cfg.PresenceLimit {
 		h.broadcast(target, presenceEvent(presenceNote{room: target, event: "join", name: c.name}), c)
 	}
@@ -337,8 +345,10 @@ func (h *Hub) leave(c *Client) {
 	r := c.room
 	r.remove(c)
 	c.room = nil
+	h.sharePresence(r)
 	if len(r.members) == 0 {
 		delete(h.rooms, r.name)
+		h.unlinkRoom(r.name)
 		h.history.emptied(r.name)
 		return
 	}
@@ -371,6 +381,7 @@ func (h *Hub) rename(c *Client, name string) {
 	old := c.name
 	c.name = name
 	r.rename(c, old)
+	h.sharePresence(r)
 	ev := presenceEvent(presenceNote{room: r, event: "rename", name: name, oldName: old})
 	if len(r.members) <= h.cfg.PresenceLimit {
 		h.broadcast(r, ev, nil)
@@ -384,8 +395,9 @@ func (h *Hub) rename(c *Client, name string) {
 func (h *Hub) roomsEvent() *outbound {
 	infos := make([]roomInfo, 0, len(h.rooms))
 	for _, r := range h.rooms {
-		infos = append(infos, roomInfo{Name: r.name, Members: len(r.members)})
+		infos = append(infos, roomInfo{Name: r.name, Members: r.size()})
 	}
+	infos = h.remoteRooms(infos)
 	slices.SortFunc(infos, func(a, b roomInfo) int { return cmp.Compare(a.Name, b.Name) })
 	total := len(infos)
 	infos = infos[:min(total, maxRoomsInReply)]
@@ -407,16 +419,17 @@ func (h *Hub) roomsEvent() *outbound {
 func membersEvent(typ string, r *Room, name string) *outbound {
 	names := r.memberNames(maxMembersInReply)
 	list := strings.Join(names, ", ")
-	if len(names) < len(r.members) {
+	size := r.size()
+	if len(names) < size {
 		list += ", …"
 	}
 	var text string
 	if typ == "room_changed" {
-		text = fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, len(r.members), list)
+		text = fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, size, list)
 	} else {
-		text = fmt.Sprintf("* members of %s (%d): %s", r.name, len(r.members), list)
+		text = fmt.Sprintf("* members of %s (%d): %s", r.name, size, list)
 	}
-	return newOutbound(typ, roomPayload{Room: r.name, Name: name, Members: names, Count: len(r.members)}, text)
+	return newOutbound(typ, roomPayload{Room: r.name, Name: name, Members: names, Count: size}, text)
 }
 
 // presenceEvent builds a presence event from a note.

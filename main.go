@@ -77,6 +77,24 @@ type Config struct {
 
 	// historyStore is the store OpenServer opened for DataDir.
 	historyStore *boltStore
+
+	// NATSURL, when set, joins this node to a cluster through NATS with
+	// JetStream (README "Cluster"). Default "": one process, no broker.
+	NATSURL string
+	// NATSPrefix is the first token of the cluster's NATS subjects and
+	// streams; nodes with the same prefix form one cluster. Default "hubbub".
+	NATSPrefix string
+	// NodeName names this node in the cluster's presence and logs.
+	// Default "": the host name plus a random suffix, chosen on connect.
+	NodeName string
+	// PresenceInterval is how often a node tells the cluster who is in its
+	// rooms; a node silent for 3 intervals has its members dropped.
+	// Default 2s.
+	PresenceInterval time.Duration
+
+	// broker is the Broker OpenServer connected for NATSURL; nil: a
+	// private in-memory one.
+	broker Broker
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -127,6 +145,10 @@ func (c Config) withDefaults() Config {
 		c.HistoryIdleRooms = 1000
 	}
 	set(&c.HistoryIdleTTL, time.Hour)
+	if c.NATSPrefix == "" {
+		c.NATSPrefix = "hubbub"
+	}
+	set(&c.PresenceInterval, 2*time.Second)
 	return c
 }
 
@@ -168,6 +190,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.HistoryIdleRooms, "history-idle-rooms", 1000, "empty rooms that keep their history in memory (0: none)")
 	fs.DurationVar(&c.HistoryIdleTTL, "history-idle-ttl", time.Hour, "how long an empty room keeps its history in memory")
 	fs.StringVar(&c.DataDir, "data-dir", "", "keep room history on disk in this directory (default: memory only)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "join a cluster through this NATS server with JetStream (default: none)")
+	fs.StringVar(&c.NATSPrefix, "nats-prefix", "hubbub", "subject and stream prefix; nodes sharing it form one cluster")
+	fs.StringVar(&c.NodeName, "node", "", "this node's name in the cluster (default: host name and a random suffix)")
+	fs.DurationVar(&c.PresenceInterval, "presence-interval", 2*time.Second, "cluster presence heartbeat; silent nodes are dropped after 3")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hubbub [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
 		fs.PrintDefaults()

@@ -62,14 +62,15 @@ const (
 type op uint8
 
 const (
-	opSay   op = iota + 1 // post arg to the current room
-	opJoin                // move to room arg
-	opNick                // take name arg
-	opWho                 // list the current room's members
-	opRooms               // list rooms
-	opHelp                // text mode: show the command list
-	opQuit                // text mode: leave and close
-	opFail                // the frame was bad: tell the client err
+	opSay    op = iota + 1 // post arg to the current room
+	opJoin                 // move to room arg
+	opNick                 // take name arg
+	opWho                  // list the current room's members
+	opRooms                // list rooms
+	opHelp                 // text mode: show the command list
+	opQuit                 // text mode: leave and close
+	opFail                 // the frame was bad: tell the client err
+	opBroker               // not from a client: a broker delivery (bk)
 )
 
 // request is one decoded client action on its way to the hub. It is built
@@ -78,7 +79,8 @@ type request struct {
 	c   *Client
 	op  op
 	arg string
-	err *protoError // set when op == opFail
+	err *protoError  // set when op == opFail
+	bk  *brokerEvent // set when op == opBroker; c is nil then
 }
 
 // protoError is a rejected frame: a stable code plus a sentence for people.

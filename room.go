@@ -53,6 +53,9 @@ type Room struct {
 	name    string
 	members map[*Client]struct{}
 	names   map[string]*Client // nickname -> member, for uniqueness
+	// remote is the room's members on other cluster nodes, node -> members
+	// (cluster.go). Shared with the hub's clusterState; nil when not linked.
+	remote map[string]PresenceUpdate
 }
 
 // newRoom returns an empty room called name.
@@ -87,16 +90,43 @@ func (r *Room) rename(c *Client, old string) {
 	r.names[c.name] = c
 }
 
-// taken reports whether name is used by a member other than c.
+// taken reports whether name is used by a member other than c, here or,
+// as far as this node knows, on another node.
 func (r *Room) taken(name string, c *Client) bool {
-	other, ok := r.names[name]
-	return ok && other != c
+	if other, ok := r.names[name]; ok {
+		return other != c
+	}
+	for _, u := range r.remote {
+		if slices.Contains(u.Names, name) {
+			return true
+		}
+	}
+	return false
 }
 
-// memberNames returns at most max member names, sorted. Big rooms return a
-// sample rather than every name, so that a join stays cheap and its reply
-// stays small; the count is always reported beside the list.
+// size is the number of members on every node.
+func (r *Room) size() int {
+	n := len(r.members)
+	for _, u := range r.remote {
+		n += u.Count
+	}
+	return n
+}
+
+// memberNames returns at most max names of members on every node, sorted.
 func (r *Room) memberNames(max int) []string {
+	names := r.localNames(max)
+	for _, u := range r.remote {
+		names = append(names, u.Names[:min(len(u.Names), max-len(names))]...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// localNames returns at most max names of this node's members, sorted. Big
+// rooms return a sample rather than every name, so that a join stays cheap
+// and its reply stays small; the count is always reported beside the list.
+func (r *Room) localNames(max int) []string {
 	names := make([]string, 0, min(len(r.names), max))
 	for name := range r.names {
 		if len(names) == max {

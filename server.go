@@ -199,8 +199,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	err := s.hub.Shutdown(ctx)
 	s.echoes.Wait() // bounded: cancel closed every echo connection
-	// run has returned (Shutdown waits for done), so the history is ours.
-	return errors.Join(err, s.hub.history.close())
+	// run has returned (Shutdown waits for done), so the history is ours,
+	// and no broker callback can be waiting for the hub any more.
+	return errors.Join(err, s.hub.history.close(), s.hub.broker.Close())
+}
+
+// Ready reports whether this node can serve chat fully: nil, or why not
+// (with NATS: the cluster link is down). For a readiness probe.
+func (s *Server) Ready() error {
+	return s.hub.broker.Ready()
 }
 
 // errShutdown is returned by run when a drain did not finish in time.

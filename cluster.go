@@ -1,0 +1,322 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The hub's side of the Broker.
+//
+// Every chat message goes to the broker and is broadcast only when the
+// broker hands it back, on this node and every other: one delivery route,
+// so nothing is delivered twice. Broker callbacks never touch hub state;
+// they queue a brokerEvent on h.inbound, selecting on h.done, and the hub
+// handles it in run like any request. The hub itself never waits for the
+// broker: Publish, Subscribe, Unsubscribe and SetPresence only queue work.
+// With the default memoryBroker the deliveries come back through the
+// broker's own goroutine, so the hub never sends to its own inbound
+// channel and cannot deadlock on it.
+//
+// A node subscribes to a room when its first local member joins and
+// unsubscribes when the last one leaves. A sequenced broker (NATS) replays
+// the room's newest messages first; members who join before that replay
+// is over wait in roomLink.waiting and get their history or recovery when
+// the broker says the room is synced, so that history and live messages
+// meet with no gap and no duplicate.
+
+// errNotDelivered is the error code for a message the broker could not
+// take: the sender is told, nothing was delivered to anyone.
+const errNotDelivered = "not_delivered"
+
+// brokerEvent is a broker callback on its way to the hub.
+type brokerEvent struct {
+	room string
+	sub  uint64 // the subscription it came from; stale ones are dropped
+	d    Delivery
+	pres *PresenceUpdate // set for presence, else d is
+}
+
+// roomLink is a room's broker subscription. Owned by Hub.run.
+type roomLink struct {
+	sub     uint64
+	synced  bool             // the replay is over: broadcast live messages
+	waiting map[*Client]bool // joined before synced; value: was connecting
+}
+
+// clusterState is the hub's cluster bookkeeping. Owned by Hub.run.
+type clusterState struct {
+	links   map[string]*roomLink                 // room -> its subscription
+	remote  map[string]map[string]PresenceUpdate // room -> node -> members
+	nextSub uint64
+}
+
+// attachBroker sets up h's broker: b, or a private memoryBroker when b is
+// nil. Called by newHub before run starts.
+func (h *Hub) attachBroker(b Broker) {
+	if b == nil {
+		b = newMemoryBroker()
+	}
+	h.broker = b
+	h.cl = clusterState{
+		links:  make(map[string]*roomLink),
+		remote: make(map[string]map[string]PresenceUpdate),
+	}
+	b.WatchPresence(func(u PresenceUpdate) { h.fromBroker(brokerEvent{room: u.Room, pres: &u}) })
+}
+
+// fromBroker hands a broker event to the hub. It runs on a broker
+// goroutine, never on run's.
+func (h *Hub) fromBroker(ev brokerEvent) {
+	select {
+	case h.inbound <- request{op: opBroker, bk: &ev}:
+	case <-h.done:
+	}
+}
+
+// publish sends c's message to its room through the broker. Failures,
+// now or later, reach c as an error event. Must only be called from run.
+func (h *Hub) publish(c *Client, msg string) {
+	m := Envelope{Room: c.room.name, From: c.name, Message: msg, Time: time.Now()}
+	err := h.broker.Publish(m, func(err error) {
+		h.stats.undelivered.Add(1)
+		h.submit(request{c: c, op: opFail, err: notDelivered(err)})
+	})
+	if err != nil {
+		h.stats.undelivered.Add(1)
+		h.deliver(c, errorEvent(notDelivered(err)))
+	}
+}
+
+// notDelivered explains a failed publish to its sender.
+func notDelivered(err error) *protoError {
+	reason := "the server could not take it"
+	switch {
+	case errors.Is(err, errBrokerDown):
+		reason = "this server has lost its link to the cluster; try again shortly"
+	case errors.Is(err, errBrokerBusy):
+		reason = "the server is overloaded; try again shortly"
+	case errors.Is(err, errBrokerClosed):
+		reason = "the server is shutting down"
+	}
+	return &protoError{Code: errNotDelivered, Message: "message not delivered: " + reason}
+}
+
+// linkRoom subscribes to r, which has just been created for its first
+// local member. Must only be called from run.
+func (h *Hub) linkRoom(r *Room) {
+	h.cl.nextSub++
+	link := &roomLink{sub: h.cl.nextSub, synced: !h.broker.Sequenced(), waiting: make(map[*Client]bool)}
+	h.cl.links[r.name] = link
+	if rm := h.cl.remote[r.name]; rm != nil {
+		r.remote = rm
+	} else {
+		r.remote = make(map[string]PresenceUpdate)
+		h.cl.remote[r.name] = r.remote
+	}
+	room, sub := r.name, link.sub
+	err := h.broker.Subscribe(room, func(d Delivery) { h.fromBroker(brokerEvent{room: room, sub: sub, d: d}) })
+	if err != nil {
+		// Only a closed broker refuses; the room still works for
+		// presence, and messages fail with an error to their sender.
+		h.log.Error("subscribe failed", "room", room, "err", err)
+		link.synced = true
+	}
+}
+
+// unlinkRoom unsubscribes from a room whose last local member has left.
+// Must only be called from run.
+func (h *Hub) unlinkRoom(room string) {
+	delete(h.cl.links, room)
+	if len(h.cl.remote[room]) == 0 {
+		delete(h.cl.remote, room)
+	}
+	h.broker.Unsubscribe(room)
+}
+
+// enterRoom runs when c has joined r: it sends the history (or recovery),
+// or parks c until the broker has replayed the room.
+// Must only be called from run.
+func (h *Hub) enterRoom(c *Client, r *Room, connecting bool) {
+	if link := h.cl.links[r.name]; link != nil && !link.synced {
+		link.waiting[c] = connecting
+		return
+	}
+	h.replayHistory(c, r.name, connecting)
+}
+
+// handleBroker applies one broker event. Must only be called from run.
+func (h *Hub) handleBroker(ev *brokerEvent) {
+	if ev.pres != nil {
+		h.remotePresence(*ev.pres)
+		return
+	}
+	link := h.cl.links[ev.room]
+	r := h.rooms[ev.room]
+	if link == nil || link.sub != ev.sub || r == nil {
+		return // from a subscription that has since ended
+	}
+	switch ev.d.Kind {
+	case DeliverMessage:
+		m := ev.d.Msg
+		h.nextID++
+		o := h.history.recordAt(ev.room, ev.d.Epoch, m.Seq, h.nextID, m.From, m.Message, m.Time)
+		if o == nil {
+			return // already seen
+		}
+		h.stats.messages.Add(1)
+		if link.synced {
+			h.broadcast(r, o, nil)
+		}
+	case DeliverSynced:
+		if ev.d.Epoch != "" {
+			h.history.adopt(ev.room, ev.d.Epoch)
+		}
+		if link.synced {
+			return
+		}
+		link.synced = true
+		for c, connecting := range link.waiting {
+			if c.active && c.room == r {
+				h.replayHistory(c, r.name, connecting)
+			}
+		}
+		link.waiting = nil
+	}
+}
+
+// sharePresence tells the other nodes who is in r here now. Only a
+// sequenced broker has other nodes to tell. Must only be called from run.
+func (h *Hub) sharePresence(r *Room) {
+	if !h.broker.Sequenced() {
+		return
+	}
+	h.broker.SetPresence(r.name, r.localNames(maxMembersInReply), len(r.members))
+}
+
+// remotePresence records another node's members of a room and tells the
+// local members who came and went. Must only be called from run.
+func (h *Hub) remotePresence(u PresenceUpdate) {
+	rm := h.cl.remote[u.Room]
+	if rm == nil {
+		if u.Count <= 0 {
+			return
+		}
+		rm = make(map[string]PresenceUpdate)
+		h.cl.remote[u.Room] = rm
+	}
+	old := rm[u.Node]
+	if u.Count > 0 {
+		rm[u.Node] = u
+	} else {
+		delete(rm, u.Node)
+	}
+	r := h.rooms[u.Room]
+	if r == nil {
+		if len(rm) == 0 {
+			delete(h.cl.remote, u.Room)
+		}
+		return
+	}
+	if r.size() > h.cfg.PresenceLimit {
+		return
+	}
+	for _, name := range u.Names {
+		if !slices.Contains(old.Names, name) {
+			h.broadcast(r, presenceEvent(presenceNote{room: r, event: "join", name: name}), nil)
+		}
+	}
+	for _, name := range old.Names {
+		if !slices.Contains(u.Names, name) {
+			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name})
+		}
+	}
+}
+
+// remoteRooms adds to infos the rooms that have members only on other
+// nodes. Must only be called from run.
+func (h *Hub) remoteRooms(infos []roomInfo) []roomInfo {
+	for room, rm := range h.cl.remote {
+		if h.rooms[room] != nil {
+			continue
+		}
+		n := 0
+		for _, u := range rm {
+			n += u.Count
+		}
+		if n > 0 {
+			infos = append(infos, roomInfo{Name: room, Members: n})
+		}
+	}
+	return infos
+}
+
+// recordAt is record for a message the broker has already placed: seq and
+// epoch come from the cluster (0 and "": number it here). It returns nil
+// for a message the log has already seen. Must only be called from run.
+func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time) *outbound {
+	l := b.get(room)
+	if epoch != "" {
+		b.adopt(room, epoch)
+	}
+	if seq == 0 {
+		seq = b.seq.next(l)
+	}
+	if seq <= l.last {
+		return nil
+	}
+	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t)})
+	if l.add(seq, o, b.size) && b.store != nil {
+		b.store.appendMessage(room, seq, messagePayloadJSON(o))
+	}
+	return o
+}
+
+// adopt makes epoch room's epoch, forgetting the kept messages if it was
+// another: the cluster's log for the room is a new one.
+// Must only be called from run.
+func (b *historyBook) adopt(room, epoch string) {
+	l := b.get(room)
+	if l.epoch != epoch {
+		l.epoch, l.last, l.ring, l.head = epoch, 0, l.ring[:0], 0
+	}
+}
+
+// openCluster connects to NATS when cfg names a URL and stores the broker
+// in cfg for NewServer.
+func openCluster(cfg *Config, log *slog.Logger) error {
+	d := cfg.withDefaults()
+	if d.NATSURL == "" {
+		return nil
+	}
+	if d.DataDir != "" {
+		return errors.New("-data-dir and -nats-url cannot be combined: with NATS, JetStream keeps the history")
+	}
+	b, err := newNATSBroker(natsOptions{
+		URL:      d.NATSURL,
+		Prefix:   d.NATSPrefix,
+		Node:     d.NodeName,
+		History:  max(d.History, 1),
+		Interval: d.PresenceInterval,
+		Log:      log,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	cfg.broker = b
+	return nil
+}
+
+// defaultNodeName is the host name with a random suffix, so that two
+// processes on one host are still two nodes.
+func defaultNodeName() string {
+	host, err := os.Hostname()
+	if err != nil || !validIdent(host, 40) {
+		host = "node"
+	}
+	return host + "-" + strings.ToLower(newEpoch()[:6])
+}
