@@ -100,11 +100,8 @@ func (c Config) withDefaults() Config {
 	set(&c.WriteWait, 10*time.Second)
 	set(&c.CloseGrace, time.Second)
 	set(&c.ShutdownTimeout, 10*time.Second)
-	switch {
-	case c.BatchWindow == 0:
-		c.BatchWindow = defaultBatchWindow
-	case c.BatchWindow < 0:
-		c.BatchWindow = 0
+	if c.BatchWindow == 0 {
+		c.BatchWindow = defaultBatchWindow // negative stays: it means off
 	}
 	if c.PresenceLimit <= 0 {
 		c.PresenceLimit = 100
