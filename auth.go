@@ -354,7 +354,7 @@ func credential(r *http.Request) (string, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-			return "", errors.New("Authorization header must be \"Bearer TOKEN\"")
+			return "", errors.New(`the Authorization header must be "Bearer TOKEN"`)
 		}
 		return strings.TrimSpace(tok), nil
 	}

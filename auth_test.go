@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,6 +19,16 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/crypto/bcrypt"
 )
+
+// init starts os/signal's watcher goroutine before TestMain takes its
+// goroutine count. The package starts it on first use and never stops it,
+// so without this the real SIGHUP in TestReloadUsersOnHangup would look
+// like a leak.
+func init() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	signal.Stop(c)
+}
 
 // writeUsers writes a users file for name, password pairs, hashed at the
 // minimum cost so tests stay fast, and returns its path.

@@ -144,6 +144,8 @@ func (c *Client) handleFrame(data []byte) bool {
 func (c *Client) logReadError(err error) {
 	var ne net.Error
 	switch {
+	case c.flood != nil && c.flood.kicked:
+		// Closed for flooding, which was logged then; this is the echo.
 	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 		// The peer said goodbye.
 	case errors.Is(err, websocket.ErrReadLimit):

@@ -167,6 +167,9 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		release:  release,
 	}
 	c.log = s.log.With("client", c.addr)
+	if account != "" {
+		c.log = c.log.With("user", account)
+	}
 	if !s.hub.registerClient(c) {
 		release()
 		conn.WriteControl(websocket.CloseMessage,
