@@ -361,12 +361,14 @@ func TestBrowser(t *testing.T) {
 		// The drawer covers the backdrop's centre, so tap its visible edge.
 		bob.do(chromedp.MouseClickXY(380, 400), chromedp.WaitNotVisible(chromedp.CSS("#backdrop")))
 
-		// Switching rooms clears the view and highlights the new room.
+		// Switching rooms clears the view, shows the new room's history
+		// (carol's one message) and highlights the new room.
 		alice.do(chromedp.SendKeys(chromedp.CSS("#room-input"), "other"+kb.Enter))
 		alice.waitOnline("other")
 		carol.waitLine("alice joined")
-		if got := alice.messages(); len(got) != 0 {
-			t.Errorf("after switching rooms alice still sees %+v", got)
+		alice.waitMessage("anyone here?")
+		if got := alice.messages(); len(got) != 1 || got[0].From != "carol" {
+			t.Errorf("after switching rooms alice sees %+v; want only carol's message from other's history", got)
 		}
 		alice.waitJS("rooms lobby and other, other current", `(() => {
 			const rooms = [...document.querySelectorAll("#rooms .room")];

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,18 @@ type Client struct {
 	// before register, read by the hub on the first join only.
 	resume *resumePoint
 
+	// account is the user name the connection logged in as, or "" for a
+	// guest. Set before register; never written again.
+	account string
+
+	// flood is the message budget (nil: unlimited). Owned by readPump.
+	flood *flood
+
+	// release frees the connection's slot in the server's connection
+	// limits. Called once, by whichever pump exits last (see pumpExited).
+	release   func()
+	pumpsDone atomic.Int32
+
 	// Owned by Hub.run.
 	name        string
 	room        *Room
@@ -74,6 +87,7 @@ func (c *Client) readPump() {
 	defer func() {
 		close(c.readDone)
 		c.hub.unregisterClient(c)
+		c.pumpExited()
 	}()
 	cfg := &c.hub.cfg
 	c.conn.SetReadLimit(int64(cfg.MaxMessageSize))
@@ -87,8 +101,11 @@ func (c *Client) readPump() {
 			c.logReadError(err)
 			return
 		}
+		if !c.startFrame() {
+			continue // closing for flooding: read only to see the peer's close
+		}
 		if mt != websocket.TextMessage {
-			if !c.hub.submit(request{c: c, op: opFail, err: &protoError{Code: errBinary, Message: binaryFrameMessage}}) {
+			if !c.submit(request{c: c, op: opFail, err: &protoError{Code: errBinary, Message: binaryFrameMessage}}) {
 				return
 			}
 			continue
@@ -106,7 +123,7 @@ func (c *Client) handleFrame(data []byte) bool {
 	if c.format == formatJSON {
 		r := decodeJSON(data)
 		r.c = c
-		return c.hub.submit(r)
+		return c.submit(r)
 	}
 	for _, line := range splitLines(data) {
 		r := parseLine(line)
@@ -118,7 +135,7 @@ func (c *Client) handleFrame(data []byte) bool {
 				websocket.FormatCloseMessage(closeNormal, "bye"), time.Now().Add(c.hub.cfg.WriteWait))
 			return false
 		}
-		if !c.hub.submit(r) {
+		if !c.submit(r) {
 			return false
 		}
 	}
@@ -130,6 +147,8 @@ func (c *Client) handleFrame(data []byte) bool {
 func (c *Client) logReadError(err error) {
 	var ne net.Error
 	switch {
+	case c.flood != nil && c.flood.kicked:
+		// Closed for flooding, which was logged then; this is the echo.
 	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 		// The peer said goodbye.
 	case errors.Is(err, websocket.ErrReadLimit):
@@ -170,6 +189,7 @@ func (c *Client) writePump() {
 		}
 		c.conn.Close()
 		c.hub.finishClient(c)
+		c.pumpExited()
 	}()
 	for {
 		select {
@@ -299,5 +319,13 @@ func (c *Client) closeHandshake() {
 	case <-c.readDone:
 	case <-t.C:
 	case <-c.hub.kill:
+	}
+}
+
+// pumpExited is called by each pump as it exits; the second call releases
+// the connection's slot, since only then is nothing left of it.
+func (c *Client) pumpExited() {
+	if c.pumpsDone.Add(1) == 2 && c.release != nil {
+		c.release()
 	}
 }

@@ -45,6 +45,11 @@ type Hub struct {
 
 	quitOnce, killOnce sync.Once
 
+	// registered reports whether a name belongs to a registered user, so
+	// that guests cannot rename to it. Set before run starts; safe to call
+	// from run. Nil means no names are reserved.
+	registered func(name string) bool
+
 	stats hubStats
 }
 
@@ -295,6 +300,8 @@ func (h *Hub) handle(r request) {
 		}
 	case opFail:
 		h.deliver(c, errorEvent(r.err))
+	case opKick:
+		h.evict(c, closePolicy, "flooding")
 	}
 }
 
@@ -373,6 +380,10 @@ func (h *Hub) announceLeaves() {
 
 // rename gives c a new name in its room. Must only be called from run.
 func (h *Hub) rename(c *Client, name string) {
+	if e := h.renameRefused(c, name); e != nil {
+		h.deliver(c, errorEvent(e))
+		return
+	}
 	r := c.room
 	if r.taken(name, c) {
 		h.fail(c, errNameTaken, "%s is taken in %s", name, r.name)

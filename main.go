@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -95,6 +96,35 @@ type Config struct {
 	// broker is the Broker OpenServer connected for NATSURL; nil: a
 	// private in-memory one.
 	broker Broker
+
+	// Auth is who may connect: "guest" (anyone; login optional), "login"
+	// (a ticket from POST /login) or "jwt" (an HS256 JWT). Default "guest".
+	Auth string
+	// UsersFile holds "name:bcrypt-hash" lines for POST /login. Required by
+	// Auth "login"; optional for "guest". Default "" (no logins).
+	UsersFile string
+	// JWTSecret is the HS256 key for Auth "jwt", at least 32 bytes.
+	// Default "".
+	JWTSecret string
+	// TicketTTL is how long a login ticket stays redeemable. Default 30s.
+	TicketTTL time.Duration
+	// AllowedOrigins lists browser origins, besides the server's own host,
+	// that may open a WebSocket; "*" allows any. Default none.
+	AllowedOrigins []string
+	// TLSCert and TLSKey are PEM files; set both to serve HTTPS and WSS.
+	// Default "" (plain HTTP).
+	TLSCert, TLSKey string
+	// MsgRate is how many requests per second one connection may make on
+	// average; a negative value means no limit. Default 10.
+	MsgRate float64
+	// MsgBurst is how many requests one connection may make at once.
+	// Default 20.
+	MsgBurst int
+	// MaxConns caps open WebSocket connections; 0 means no cap. Default 0.
+	MaxConns int
+	// MaxConnsPerIP caps open WebSocket connections per client address
+	// (IPv6: per /64); 0 means no cap. Default 0.
+	MaxConnsPerIP int
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -118,11 +148,8 @@ func (c Config) withDefaults() Config {
 	set(&c.WriteWait, 10*time.Second)
 	set(&c.CloseGrace, time.Second)
 	set(&c.ShutdownTimeout, 10*time.Second)
-	switch {
-	case c.BatchWindow == 0:
-		c.BatchWindow = defaultBatchWindow
-	case c.BatchWindow < 0:
-		c.BatchWindow = 0
+	if c.BatchWindow == 0 {
+		c.BatchWindow = defaultBatchWindow // negative stays: it means off
 	}
 	if c.PresenceLimit <= 0 {
 		c.PresenceLimit = 100
@@ -149,6 +176,16 @@ func (c Config) withDefaults() Config {
 		c.NATSPrefix = "hubbub"
 	}
 	set(&c.PresenceInterval, 2*time.Second)
+	if c.Auth == "" {
+		c.Auth = authGuest
+	}
+	set(&c.TicketTTL, 30*time.Second)
+	if c.MsgRate == 0 {
+		c.MsgRate = 10
+	}
+	if c.MsgBurst == 0 {
+		c.MsgBurst = 20
+	}
 	return c
 }
 
@@ -163,7 +200,7 @@ func (c Config) validate() error {
 	if err := c.validateHistory(); err != nil {
 		return err
 	}
-	return nil
+	return c.validateAuth()
 }
 
 // defaultBatchWindow is BatchWindow's default. The reference measurements in
@@ -194,8 +231,27 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", "hubbub", "subject and stream prefix; nodes sharing it form one cluster")
 	fs.StringVar(&c.NodeName, "node", "", "this node's name in the cluster (default: host name and a random suffix)")
 	fs.DurationVar(&c.PresenceInterval, "presence-interval", 2*time.Second, "cluster presence heartbeat; silent nodes are dropped after 3")
+	fs.StringVar(&c.Auth, "auth", authGuest, "who may connect: guest, login or jwt")
+	fs.StringVar(&c.UsersFile, "users", "", "users file of name:bcrypt-hash lines, for POST /login")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 key for -auth jwt (prefer HUBBUB_JWT_SECRET)")
+	fs.DurationVar(&c.TicketTTL, "ticket-ttl", 30*time.Second, "how long a login ticket stays redeemable")
+	fs.Func("allowed-origins", "comma-separated browser origins allowed besides the server's own host (* for any)", func(v string) error {
+		c.AllowedOrigins = nil
+		for o := range strings.SplitSeq(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate: serve HTTPS and WSS (see hubbub gencert)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for -tls-cert")
+	fs.Float64Var(&c.MsgRate, "msg-rate", 10, "requests per second per connection (0: no limit)")
+	fs.IntVar(&c.MsgBurst, "msg-burst", 20, "requests a connection may make at once")
+	fs.IntVar(&c.MaxConns, "max-conns", 0, "cap on open WebSocket connections (0: none)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "cap on open WebSocket connections per client address (0: none)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: hubbub [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
+		fmt.Fprintf(stderr, "usage: hubbub [flags]\n       hubbub gencert|hash-password [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -222,6 +278,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		if *p == 0 {
 			*p = -1 // likewise: 0 on the command line means none
 		}
+	}
+	if c.MsgRate == 0 {
+		c.MsgRate = -1 // likewise for -msg-rate 0
 	}
 	return c, errors.Join(errs...)
 }
@@ -254,6 +313,14 @@ func main() {
 // accepting, let the HTTP server finish ordinary requests, then drain and
 // close every WebSocket within ShutdownTimeout.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "gencert":
+			return gencert(args[1:], os.Stdout, stderr, time.Now())
+		case "hash-password":
+			return hashPassword(args[1:], os.Stdin, os.Stdout, stderr, hiddenStdin())
+		}
+	}
 	cfg, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -287,7 +354,19 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("hubbub listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()))
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		tc, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			s.Shutdown(context.Background())
+			return err
+		}
+		ln, scheme = tls.NewListener(ln, tc), "https"
+	}
+	log.Info("hubbub listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()))
+	s.auth.logMode(log)
+	defer s.auth.reloadOnHangup(log)()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

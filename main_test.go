@@ -35,7 +35,7 @@ func TestParseFlags(t *testing.T) {
 		{"flag beats env", []string{"-addr", ":1"}, map[string]string{"HUBBUB_ADDR": ":7"},
 			func(c Config) bool { return c.Addr == ":1" }, ""},
 		{"batch window off", []string{"-batch-window", "0"}, nil,
-			func(c Config) bool { return c.withDefaults().BatchWindow == 0 }, ""},
+			func(c Config) bool { return c.withDefaults().withDefaults().BatchWindow < 0 }, ""},
 		{"bad env", nil, map[string]string{"HUBBUB_SEND_QUEUE": "lots"}, nil, "HUBBUB_SEND_QUEUE"},
 		{"bad flag", []string{"-send-queue", "x"}, nil, nil, "invalid value"},
 		{"stray arg", []string{"serve"}, nil, nil, "unexpected argument"},

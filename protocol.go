@@ -48,6 +48,9 @@ const (
 	errBinary          = "binary_unsupported"
 	errUnknownCommand  = "unknown_command"
 	errAlreadyThere    = "already_in_room"
+	errRateLimited     = "rate_limited"
+	errNameReserved    = "name_reserved"
+	errNameLocked      = "name_locked"
 	roomRule           = "room names are 1-64 characters from A-Z a-z 0-9 _ -"
 	nameRule           = "names are 1-32 characters from A-Z a-z 0-9 _ -"
 	textHelpHint       = "unknown command; try /help"
@@ -70,6 +73,7 @@ const (
 	opHelp                 // text mode: show the command list
 	opQuit                 // text mode: leave and close
 	opFail                 // the frame was bad: tell the client err
+	opKick                 // the client kept flooding: close it with 1008
 	opBroker               // not from a client: a broker delivery (bk)
 )
 

@@ -36,11 +36,15 @@ type Server struct {
 	log      *slog.Logger
 	hub      *Hub
 	upgrader websocket.Upgrader
+	auth     *authenticator
+	conns    *connLimiter
+	origins  originPolicy
 
 	// ctx is cancelled by Shutdown; /echo connections watch it.
 	ctx    context.Context
 	cancel context.CancelFunc
 	echoes sync.WaitGroup // running /echo handlers
+	sweeps sync.WaitGroup // the auth sweeper
 }
 
 // NewServer builds a server for cfg and starts its hub. Call Shutdown to
@@ -58,13 +62,23 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 			WriteBufferSize:  4096,
 			// A shared pool means an idle connection holds no write buffer.
 			WriteBufferPool: &sync.Pool{},
-			// CheckOrigin is left nil: gorilla then accepts requests with no
-			// Origin (non-browser clients) and same-host browser origins.
 		},
+		auth:   newAuthenticator(cfg, log),
+		conns:  newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	origins, err := parseOrigins(cfg.AllowedOrigins)
+	if err != nil { // validate reports it first; here fall back to same host only
+		log.Error("allowed origins ignored", "err", err)
+		origins, _ = parseOrigins(nil)
+	}
+	s.origins = origins
+	s.upgrader.CheckOrigin = s.origins.check
+	s.hub.registered = s.auth.registered
 	go s.hub.run()
+	s.sweeps.Add(1)
+	go s.sweepAuth()
 	return s
 }
 
@@ -79,6 +93,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /ws", s.serveWs)
 	mux.HandleFunc("GET /echo", s.serveEcho)
+	mux.HandleFunc("GET /auth", s.serveAuthInfo)
+	mux.HandleFunc("POST /login", s.serveLogin)
 	return mux
 }
 
@@ -125,12 +141,20 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	account, release, ok := s.admit(w, r, name)
+	if !ok {
+		return
+	}
+	if account != "" {
+		name = account
+	}
 
 	hw := &hijackWrapper{ResponseWriter: w}
 	conn, err := s.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		// The upgrader has already answered with an HTTP error.
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		release()
 		return
 	}
 	c := &Client{
@@ -144,9 +168,16 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		wantRoom: room,
 		wantName: name,
 		resume:   resume,
+		account:  account,
+		flood:    newFlood(s.cfg),
+		release:  release,
 	}
 	c.log = s.log.With("client", c.addr)
+	if account != "" {
+		c.log = c.log.With("user", account)
+	}
 	if !s.hub.registerClient(c) {
+		release()
 		conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteWait))
 		conn.Close()
@@ -166,6 +197,11 @@ func (s *Server) serveEcho(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	_, release, ok := s.admit(w, r, "")
+	if !ok {
+		return
+	}
+	defer release()
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
@@ -199,6 +235,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	err := s.hub.Shutdown(ctx)
 	s.echoes.Wait() // bounded: cancel closed every echo connection
+	s.sweeps.Wait() // cancel stopped it
 	// run has returned (Shutdown waits for done), so the history is ours,
 	// and no broker callback can be waiting for the hub any more.
 	return errors.Join(err, s.hub.history.close(), s.hub.broker.Close())

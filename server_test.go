@@ -73,9 +73,14 @@ type testServer struct {
 }
 
 // newTestServer starts a server for cfg and stops it (hub first, then the
-// listener) when the test ends.
+// listener) when the test ends. Flood control is off unless cfg sets
+// MsgRate: tests drive clients far faster than people type, and the
+// limiter has tests of its own (flood_test.go).
 func newTestServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
+	if cfg.MsgRate == 0 {
+		cfg.MsgRate = -1
+	}
 	s := NewServer(cfg, testLogger(t))
 	ts := httptest.NewServer(s.routes())
 	t.Cleanup(func() {
