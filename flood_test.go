@@ -23,8 +23,11 @@ func TestFloodRateLimitedThenClosed(t *testing.T) {
 	for i := range burst + floodStrikes {
 		flooder.say(fmt.Sprint(i))
 	}
+	// Errors come from the hub at once; the flooder's own messages come
+	// back through the broker, possibly after the hub has closed it. So
+	// count the errors, and let the messages be any prefix of the burst.
 	var said, limited int
-	for said+limited < burst+floodStrikes-1 {
+	for limited < floodStrikes-1 {
 		switch e := flooder.next(); e.Type {
 		case "new_message":
 			said++
@@ -35,19 +38,28 @@ func TestFloodRateLimitedThenClosed(t *testing.T) {
 			limited++
 		}
 	}
-	if said != burst || limited != floodStrikes-1 {
-		t.Errorf("flooder saw %d messages and %d rate_limited errors; want %d and %d", said, limited, burst, floodStrikes-1)
+	if said > burst {
+		t.Errorf("flooder saw %d of its messages; want at most %d", said, burst)
 	}
 	if code := flooder.closeCode(5 * time.Second); code != websocket.ClosePolicyViolation {
 		t.Errorf("flooder closed with %d; want 1008", code)
 	}
-	for i := range burst {
-		if m := watcher.next().msg(t); m.Message != fmt.Sprint(i) {
-			t.Errorf("watcher got %q; want %d", m.Message, i)
+	// The watcher hears the burst, in order, and the flooder leaving,
+	// which may come first for the same reason.
+	var got []string
+	left := false
+	for len(got) < burst || !left {
+		switch e := watcher.next(); e.Type {
+		case "new_message":
+			got = append(got, e.msg(t).Message)
+		case "presence":
+			left = true
+		default:
+			t.Fatalf("watcher got %s %s; want the burst and a leave", e.Type, e.Payload)
 		}
 	}
-	if e := watcher.next(); e.Type != "presence" {
-		t.Errorf("watcher got %s %s after the burst; want the flooder leaving", e.Type, e.Payload)
+	if strings.Join(got, ",") != "0,1,2" {
+		t.Errorf("watcher got %v; want the burst 0,1,2", got)
 	}
 }
 
@@ -64,13 +76,22 @@ func TestPasteIsOneStrike(t *testing.T) {
 		lines = append(lines, fmt.Sprint("line ", i))
 	}
 	p.sendRaw(strings.Join(lines, "\n"))
-	for i := range burst {
-		if l := p.line(); l != fmt.Sprint("[general] paster: line ", i) {
-			t.Fatalf("line %d: got %q", i, l)
+	// Chat comes back through the broker, so the notice, which the hub
+	// sends directly, may overtake it: expect the lines in order and one
+	// notice somewhere among them.
+	chat, notices := 0, 0
+	for range burst + 1 {
+		switch l := p.line(); {
+		case strings.HasPrefix(l, "! slow down"):
+			notices++
+		case l == fmt.Sprint("[general] paster: line ", chat):
+			chat++
+		default:
+			t.Fatalf("after %d chat lines: got %q", chat, l)
 		}
 	}
-	if l := p.line(); !strings.HasPrefix(l, "! slow down") {
-		t.Fatalf("after the burst: got %q; want one rate limit notice", l)
+	if chat != burst || notices != 1 {
+		t.Fatalf("got %d chat lines and %d notices; want %d and 1", chat, notices, burst)
 	}
 	// Still connected: the next frame is one more strike, not a close.
 	p.sendRaw("still here?")
