@@ -430,6 +430,7 @@ func (b *natsBroker) consume(ctx context.Context, room string, fn func(Delivery)
 		return nil, fmt.Errorf("consumer for %q: %w", room, err)
 	}
 	synced := info.State.Msgs == 0
+	b.log.Debug("following room", "room", room, "epoch", epoch, "last", last)
 	if synced {
 		fn(Delivery{Kind: DeliverSynced, Epoch: epoch, Last: last})
 	}

@@ -69,6 +69,7 @@ type Client struct {
 	readExited  bool // readPump has unregistered
 	writeExited bool // writePump has reported it finished
 	active      bool // in hub.clients (and a room), not yet let go
+	waiting     bool // its room is not synced yet: no broadcasts until room_changed (cluster.go)
 
 	// closeCode and closeReason are written by Hub.run before it closes send
 	// and read by writePump after it sees send closed; the channel close

@@ -138,14 +138,19 @@ func (h *Hub) unlinkRoom(room string) {
 	h.broker.Unsubscribe(room)
 }
 
-// enterRoom runs when c has joined r: it sends the history (or recovery),
-// or parks c until the broker has replayed the room.
-// Must only be called from run.
+// enterRoom runs when c has joined r: it sends room_changed and the
+// history (or recovery), or parks c until the broker has replayed the
+// room. A parked client is a member, so others see it join, but gets no
+// broadcasts until its room_changed, so its member list and history are
+// the start of what it sees. Must only be called from run.
 func (h *Hub) enterRoom(c *Client, r *Room, connecting bool) {
+	c.waiting = false
 	if link := h.cl.links[r.name]; link != nil && !link.synced {
+		c.waiting = true
 		link.waiting[c] = connecting
 		return
 	}
+	h.deliver(c, membersEvent("room_changed", r, c.name))
 	h.replayHistory(c, r.name, connecting)
 }
 
@@ -181,8 +186,8 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 		}
 		link.synced = true
 		for c, connecting := range link.waiting {
-			if c.active && c.room == r {
-				h.replayHistory(c, r.name, connecting)
+			if c.active && c.room == r { // else it has moved on since
+				h.enterRoom(c, r, connecting)
 			}
 		}
 		link.waiting = nil

@@ -263,7 +263,7 @@ func (h *Hub) deliver(c *Client, o *outbound) {
 // o is encoded once and shared. Must only be called from run.
 func (h *Hub) broadcast(r *Room, o *outbound, skip *Client) {
 	for m := range r.members {
-		if m != skip {
+		if m != skip && !m.waiting {
 			h.deliver(m, o)
 		}
 	}
@@ -336,9 +336,8 @@ func (h *Hub) join(c *Client, name string, connecting bool) {
 	c.name = newName
 	target.add(c)
 	c.room = target
-	h.deliver(c, membersEvent("room_changed", target, c.name))
 	h.sharePresence(target)
-	h.enterRoom(c, target, connecting)
+	h.enterRoom(c, target, connecting) // room_changed and history, now or once the room is synced
 	if len(target.members) <= h.cfg.PresenceLimit {
 		h.broadcast(target, presenceEvent(presenceNote{room: target, event: "join", name: c.name}), c)
 	}
