@@ -656,10 +656,3 @@ func (b *natsBroker) Close() error {
 	})
 	return nil
 }
-
-// crash drops the connection without saying goodbye, as a killed process
-// would. Tests use it to check presence expiry.
-func (b *natsBroker) crash() {
-	b.nc.Close()
-	b.Close()
-}

@@ -119,6 +119,14 @@ func (h *Hub) linkRoom(r *Room) {
 		h.cl.remote[r.name] = r.remote
 	}
 	room, sub := r.name, link.sub
+	if err := h.broker.Ready(); err != nil && !link.synced {
+		// Do not make joiners wait for a link that may be down for long:
+		// they get room_changed and the local history now, and whatever
+		// the replay brings later arrives as live messages (never twice:
+		// the log drops seqs it has seen).
+		h.log.Warn("room joined while the cluster link is down; history may be incomplete", "room", room, "err", err)
+		link.synced = true
+	}
 	err := h.broker.Subscribe(room, func(d Delivery) { h.fromBroker(brokerEvent{room: room, sub: sub, d: d}) })
 	if err != nil {
 		// Only a closed broker refuses; the room still works for

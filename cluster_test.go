@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -58,6 +60,12 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 func (c *testCluster) kill(i int) {
 	c.brs[i].crash()
 	c.nodes[i].ts.CloseClientConnections()
+}
+
+// crash drops b's connection without a goodbye, as a killed process would.
+func (b *natsBroker) crash() {
+	b.nc.Close()
+	b.Close()
 }
 
 // restartNATS stops the NATS server and starts a new one on the same port
@@ -339,5 +347,89 @@ func TestClusterNATSRestart(t *testing.T) {
 	if m.Message != "after" || m.Seq != before.Seq+1 || m.Epoch != before.Epoch {
 		t.Errorf("bob's first message after the restart is %q seq %d epoch %s; want after seq %d epoch %s",
 			m.Message, m.Seq, m.Epoch, before.Seq+1, before.Epoch)
+	}
+}
+
+func TestClusterFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(Config) bool
+	}{
+		{"defaults", nil, nil, func(c Config) bool {
+			c = c.withDefaults()
+			return c.NATSURL == "" && c.NATSPrefix == "hubbub" && c.NodeName == "" && c.PresenceInterval == 2*time.Second
+		}},
+		{"flags", []string{"-nats-url", "nats://n:4222", "-nats-prefix", "eu", "-node", "a1", "-presence-interval", "1s"}, nil,
+			func(c Config) bool {
+				return c.NATSURL == "nats://n:4222" && c.NATSPrefix == "eu" && c.NodeName == "a1" && c.PresenceInterval == time.Second
+			}},
+		{"env", nil, map[string]string{"HUBBUB_NATS_URL": "nats://e:4222", "HUBBUB_NODE": "b2"},
+			func(c Config) bool { return c.NATSURL == "nats://e:4222" && c.NodeName == "b2" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("config %+v failed the check", c)
+			}
+		})
+	}
+}
+
+// TestOpenServerClusterErrors: settings that cannot work are refused with
+// a reason before anything starts.
+func TestOpenServerClusterErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"data dir with nats", Config{NATSURL: "nats://127.0.0.1:4222", DataDir: t.TempDir()}, "cannot be combined"},
+		{"prefix with a dot", Config{NATSURL: "nats://127.0.0.1:4222", NATSPrefix: "a.b"}, "nats prefix"},
+		{"prefix with a wildcard", Config{NATSURL: "nats://127.0.0.1:4222", NATSPrefix: ">"}, "nats prefix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := OpenServer(tt.cfg, testLogger(t))
+			if err == nil {
+				s.Shutdown(context.Background())
+				t.Fatalf("OpenServer(%+v) succeeded; want an error", tt.cfg)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q; want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestClusterStartsWithoutNATS: a node whose NATS is not up yet still
+// starts and serves connections, reports not ready, and tells a sender
+// its message was not delivered.
+func TestClusterStartsWithoutNATS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	cfg := Config{NATSURL: url, NATSPrefix: "down", MsgRate: -1}
+	if err := openCluster(&cfg, testLogger(t)); err != nil {
+		t.Fatalf("openCluster with NATS down: %v", err)
+	}
+	s := newTestServer(t, cfg)
+	if err := s.Ready(); err == nil {
+		t.Error("Ready() = nil with NATS down; want an error")
+	}
+	p, _ := s.joined(t, "room", "lobby", "name", "alice")
+	p.say("anyone?")
+	var pe protoError
+	p.skipUntil("error").decode(t, &pe)
+	if pe.Code != errNotDelivered {
+		t.Errorf("error = %+v; want %s", pe, errNotDelivered)
 	}
 }
