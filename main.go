@@ -56,6 +56,12 @@ type Config struct {
 	LogFormat string
 	// LogLevel is debug, info, warn or error. Default "info".
 	LogLevel string
+	// APIKey enables the HTTP publish API (/api/…) and is the bearer token
+	// it requires. Default "": the API is off and its paths answer 404.
+	APIKey string
+	// DebugAddr, when set, serves net/http/pprof on a separate listener at
+	// this address. Default "": off.
+	DebugAddr string
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -127,6 +133,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful drain")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.APIKey, "api-key", "", "bearer token enabling the HTTP publish API (prefer HUBBUB_API_KEY: flags show in ps)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve pprof on this separate address, e.g. 127.0.0.1:6060 (default off)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hubbub [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
 		fs.PrintDefaults()
@@ -167,7 +175,19 @@ func newLogger(c Config, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "version":
+			fmt.Println(version)
+			return
+		case "healthcheck":
+			os.Exit(healthcheck(os.Args[2:], os.Getenv, os.Stderr))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
@@ -203,6 +223,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 // serve runs hubbub on ln until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
+	if cfg.DebugAddr != "" {
+		d, err := startDebug(cfg.DebugAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer d.Close()
+	}
 	s := NewServer(cfg, log)
 	srv := &http.Server{
 		Handler:           s.routes(),
@@ -212,7 +240,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("hubbub listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()))
+	log.Info("hubbub listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()), "version", version)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -224,6 +252,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	}
 
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	s.startDraining() // /readyz fails from here on
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	httpErr := srv.Shutdown(sctx) // stops accepting; ignores hijacked WebSockets

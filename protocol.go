@@ -79,6 +79,8 @@ type request struct {
 	op  op
 	arg string
 	err *protoError // set when op == opFail
+	api *apiCall    // set for HTTP API calls (api.go); c is nil then
+	at  time.Time   // set by submit, for the hub request latency metric
 }
 
 // protoError is a rejected frame: a stable code plus a sentence for people.
@@ -289,6 +291,7 @@ type messagePayload struct {
 	From    string `json:"from"`
 	Message string `json:"message"`
 	Time    string `json:"time"`
+	Bot     bool   `json:"bot,omitempty"` // posted through the HTTP API, not by a member
 }
 
 // roomPayload is the payload of room_changed and members.

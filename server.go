@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -41,6 +42,9 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	echoes sync.WaitGroup // running /echo handlers
+
+	draining    atomic.Bool  // set by startDraining; /readyz fails once set
+	readyChecks []readyCheck // consulted by /readyz; fixed before serving (health.go)
 }
 
 // NewServer builds a server for cfg and starts its hub. Call Shutdown to
@@ -79,6 +83,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /ws", s.serveWs)
 	mux.HandleFunc("GET /echo", s.serveEcho)
+	s.opsRoutes(mux) // /metrics, /healthz, /readyz (health.go)
+	s.apiRoutes(mux) // /api/… when an API key is set (api.go)
 	return mux
 }
 
@@ -190,6 +196,7 @@ func (s *Server) serveEcho(w http.ResponseWriter, r *http.Request) {
 // that are still open when ctx ends. Call it after http.Server.Shutdown,
 // which does not wait for hijacked connections.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.startDraining()
 	s.cancel()
 	err := s.hub.Shutdown(ctx)
 	s.echoes.Wait() // bounded: cancel closed every echo connection

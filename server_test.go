@@ -72,10 +72,14 @@ type testServer struct {
 }
 
 // newTestServer starts a server for cfg and stops it (hub first, then the
-// listener) when the test ends.
-func newTestServer(t testing.TB, cfg Config) *testServer {
+// listener) when the test ends. Each setup function runs on the server
+// before it starts serving.
+func newTestServer(t testing.TB, cfg Config, setup ...func(*Server)) *testServer {
 	t.Helper()
 	s := NewServer(cfg, testLogger(t))
+	for _, f := range setup {
+		f(s)
+	}
 	ts := httptest.NewServer(s.routes())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
