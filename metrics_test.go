@@ -272,3 +272,35 @@ func TestMetricsPerServer(t *testing.T) {
 		t.Errorf("second server counts %v connections; want 0", v)
 	}
 }
+
+// TestCountingAllocatesNothing pins the promise that the hot-path counting
+// (once per socket write, once per hub event) costs no allocation.
+func TestCountingAllocatesNothing(t *testing.T) {
+	m := newMetrics()
+	at := time.Now()
+	tests := []struct {
+		name string
+		f    func()
+	}{
+		{"wrote", func() { m.wrote(formatJSON, 7, 1) }},
+		{"received", func() { m.received[formatText].Inc() }},
+		{"handled", func() { m.handled(at) }},
+		{"drop", func() { m.drop(dropSlowConsumer, 256) }},
+		{"gauges", func() { m.connections.Set(3); m.rooms.Set(2) }},
+	}
+	for _, tt := range tests {
+		if n := testing.AllocsPerRun(100, tt.f); n != 0 {
+			t.Errorf("%s allocates %v times per call; want 0", tt.name, n)
+		}
+	}
+}
+
+// BenchmarkCountWrite measures the per-batch cost writePump pays for
+// metrics.
+func BenchmarkCountWrite(b *testing.B) {
+	m := newMetrics()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.wrote(formatJSON, 16, 1)
+	}
+}
