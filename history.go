@@ -164,10 +164,10 @@ func newHistoryBook(cfg Config, log *slog.Logger) *historyBook {
 
 // record numbers a new message in room, keeps it and returns its
 // new_message event, ready to broadcast. Must only be called from run.
-func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time) *outbound {
+func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time, bot bool) *outbound {
 	l := b.get(room)
 	seq := b.seq.next(l)
-	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t)})
+	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
 	if l.add(seq, o, b.size) && b.store != nil {
 		b.store.appendMessage(room, seq, messagePayloadJSON(o))
 	}

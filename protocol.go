@@ -83,6 +83,8 @@ type request struct {
 	op  op
 	arg string
 	err *protoError // set when op == opFail
+	api *apiCall    // set for HTTP API calls (api.go); c is nil then
+	at  time.Time   // set by submit, for the hub request latency metric
 }
 
 // protoError is a rejected frame: a stable code plus a sentence for people.
@@ -296,6 +298,7 @@ type messagePayload struct {
 	From    string `json:"from"`
 	Message string `json:"message"`
 	Time    string `json:"time"`
+	Bot     bool   `json:"bot,omitempty"` // posted through the HTTP API, not by a member
 }
 
 // roomPayload is the payload of room_changed and members.
@@ -339,7 +342,11 @@ func messageEvent(id uint64, room, from, msg string, t time.Time) *outbound {
 
 // encodeMessage builds new_message from p.
 func encodeMessage(p messagePayload) *outbound {
-	return newOutbound("new_message", p, "["+p.Room+"] "+p.From+": "+p.Message)
+	from := p.From
+	if p.Bot {
+		from += " (bot)" // so no reader mistakes it for a member of that name
+	}
+	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
 }
 
 // stamp formats a message time the way the protocol sends it.
