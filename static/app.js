@@ -340,15 +340,19 @@ const handlers = {
     // The event's epoch is the room's current one, even when the messages
     // kept from before an epoch change still carry the old one in their
     // payloads; resume from it next time (docs/PROTOCOL.md: "SEQ and E are
-    // from the last new_message or history you had").
-    if (typeof p.epoch === "string" && p.epoch && p.room) {
-      const last = msgs.length && typeof msgs[msgs.length - 1].seq === "number" ? msgs[msgs.length - 1].seq : 0;
+    // from the last new_message or history you had"). An empty history
+    // means "nothing after seq 0" only on a resumed connection, where it
+    // holds everything kept; on a join it may just be -history-on-join 0.
+    const last = msgs.length ? msgs[msgs.length - 1].seq : state.resumeFrom ? 0 : undefined;
+    if (typeof p.epoch === "string" && p.epoch && p.room && typeof last === "number") {
       const cur = state.cursor.get(p.room);
       if (!cur || cur.epoch !== p.epoch || last > cur.seq) state.cursor.set(p.room, { epoch: p.epoch, seq: last });
     }
   },
   recovery(p) {
     if (p.room && p.room !== state.viewRoom) return;
+    const from = state.resumeFrom;
+    state.resumeFrom = null; // later history events (change_room) are plain joins
     if (p.recovered !== false) return; // nothing lost: the replayed messages are already in place
     let text;
     let anchor = null;
@@ -364,7 +368,7 @@ const handlers = {
         ? `${n} ${n === 1 ? "message" : "messages"} missed while you were away; the server no longer has ${n === 1 ? "it" : "them"}.`
         : "Some messages sent while you were away are no longer kept by the server.";
       // Put the note in the gap: before the first message after it.
-      const epoch = state.resumeFrom ? state.resumeFrom.epoch : "";
+      const epoch = from ? from.epoch : "";
       if (typeof p.missed_to === "number") {
         anchor = [...ui.messages.querySelectorAll(".msg")].find((e) =>
           e.dataset.epoch === epoch && Number(e.dataset.seq) > p.missed_to) || null;
