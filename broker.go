@@ -72,9 +72,11 @@ type Broker interface {
 type Envelope struct {
 	Room    string    `json:"-"` // carried by the subject, not the body
 	Seq     uint64    `json:"-"` // assigned by the broker's log
+	ID      uint64    `json:"-"` // the publishing process's message id; unsequenced brokers only
 	From    string    `json:"from"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
+	Bot     bool      `json:"bot,omitempty"` // posted through the HTTP API
 }
 
 // DeliveryKind says what a Delivery carries.

@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,7 +25,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
@@ -385,6 +388,10 @@ func TestBrowser(t *testing.T) {
 		// The join screen, for the record.
 		fresh := newTab(t, browser, "fresh")
 		fresh.do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#nick")))
+		// GET /auth says {"mode":"guest","login":false}: no login to offer.
+		if eval[bool](fresh, `document.querySelector("#show-login").checkVisibility()`) {
+			t.Error("login link shown by a server without accounts")
+		}
 		fresh.emulate(1280, 800, false, "light")
 		fresh.screenshot("join-desktop-light")
 		fresh.emulate(390, 844, true, "dark")
@@ -517,14 +524,16 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("login mode: login form, a fresh ticket per connection", func(t *testing.T) {
-		s := newTestServer(t, Config{})
-		auth := newStubAuth(s.routes(), "alice", "secret")
-		ts := httptest.NewServer(auth)
-		t.Cleanup(ts.Close)
+	t.Run("login mode: a real login, a fresh ticket per connection", func(t *testing.T) {
+		users := usersFile(t, "alice", "wonderland")
+		var seen wsLog
+		// A small message budget, so that the page can be made to flood
+		// and be closed with 1008 by the real limiter.
+		hub := openHub(t, Config{Auth: authLogin, UsersFile: users, MsgRate: 2, MsgBurst: 5}, seen.wrap)
+		s := hub.serve(t, nil)
 		alice := newTab(t, browser, "alice")
 		alice.do(
-			chromedp.Navigate(ts.URL+"/"),
+			chromedp.Navigate(s.ts.URL+"/"),
 			chromedp.WaitVisible(chromedp.CSS("#username")),
 			chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
 			chromedp.SendKeys(chromedp.CSS("#password"), "wrong"+kb.Enter),
@@ -532,212 +541,346 @@ func TestBrowser(t *testing.T) {
 		alice.waitJS("the wrong-password message", `document.querySelector("#login-error").textContent === "Wrong username or password."`)
 		alice.do(
 			chromedp.SetValue(chromedp.CSS("#login-room"), "staff"),
-			chromedp.SetValue(chromedp.CSS("#password"), "secret"),
+			chromedp.SetValue(chromedp.CSS("#password"), "wonderland"),
 			chromedp.Click(chromedp.CSS("#login")),
 		)
 		alice.waitOnline("staff")
 		if me := eval[string](alice, `document.querySelector("#me").textContent`); me != "alice" {
 			t.Errorf("page says the user is %q; want alice", me)
 		}
-		if eval[bool](alice, `document.querySelector("#nick").checkVisibility()`) {
-			t.Error("nickname form visible in login mode")
+		for _, sel := range []string{"#nick", "#show-join", "#rename-panel"} {
+			if eval[bool](alice, fmt.Sprintf(`document.querySelector(%q).checkVisibility()`, sel)) {
+				t.Errorf("%s visible in login mode", sel)
+			}
 		}
 
-		// A dropped connection comes back with a new ticket: tickets are
-		// single use, so reusing the first one would be refused.
-		eval[chromedp.Void](alice, `state.ws.close()`)
+		// The page floods (it is made to send 30 requests at once), gets
+		// rate_limited errors and then close 1008 from the real limiter,
+		// says why, and comes back on its own with a new ticket.
+		alice.emulate(390, 844, true, "light")
+		eval[chromedp.Void](alice, `for (let i = 0; i < 30; i++) send("list_rooms")`)
+		alice.waitJS("the status line to say why", `/^reconnecting in \ds · closed for flooding$/.test(document.querySelector("#status").textContent)`)
+		alice.screenshot("flooded-phone-light") // taken while the page waits to reconnect, most times
+		alice.waitLine("The server closed the connection: this page sent too many messages too fast (flooding). Reconnecting…")
+		alice.waitOnline("staff")
 		alice.waitLine("Reconnected.")
-		if n := auth.issued(); n != 2 {
-			t.Errorf("%d tickets issued; want 2 (login, then reconnect)", n)
+		errs := eval[[]string](alice, `[...document.querySelectorAll("#messages .sys.error")].map((e) => e.textContent)`)
+		if len(errs) != 1 || !strings.HasPrefix(errs[0], "slow down: at most 2 messages per second") || !strings.HasSuffix(errs[0], ")") {
+			t.Errorf("error lines %q; want one rate_limited line with a repeat count", errs)
 		}
-		// When the password no longer works, the page asks again.
-		auth.setPassword("changed")
-		eval[chromedp.Void](alice, `state.ws.close()`)
+
+		// Every connection redeemed a ticket of its own: two connections,
+		// two different tickets, none left in the store, and the first one
+		// is spent.
+		var tickets []string
+		for _, q := range seen.queries() {
+			tickets = append(tickets, q.Get("ticket"))
+		}
+		if len(tickets) != 2 || tickets[0] == "" || tickets[1] == "" || tickets[0] == tickets[1] {
+			t.Fatalf("tickets on /ws %q; want two different ones", tickets)
+		}
+		if n := hub.srv.auth.tickets.len(); n != 0 {
+			t.Errorf("%d tickets left unredeemed; want 0", n)
+		}
+		s.expectRefused(t, nil, http.StatusUnauthorized, "already used", "room", "staff", "ticket", tickets[0])
+		watch, _ := s.joinedAs(t, bearer(s.login(t, "alice", "wonderland")), "room", "staff")
+		alice.typeAndEnter("back after flooding")
+		if p := watch.skipUntil("new_message").msg(t); p.From != "alice" || p.Message != "back after flooding" {
+			t.Errorf("second alice connection got %+v; want the page's message", p)
+		}
+
+		// When the password no longer works, the next reconnect cannot
+		// log in and the page asks again.
+		if err := os.WriteFile(users, []byte("alice:"+bcryptHash(t, "changed")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := hub.srv.auth.reload(); err != nil { // what SIGHUP does
+			t.Fatal(err)
+		}
+		eval[chromedp.Void](alice, `for (let i = 0; i < 30; i++) send("list_rooms")`)
 		alice.do(chromedp.WaitVisible(chromedp.CSS("#password")))
 		alice.waitJS("the log-in-again note", `document.querySelector("#login-error").textContent === "Please log in again."`)
 	})
 
-	t.Run("history is shown once and missed messages are counted", func(t *testing.T) {
-		s := newTestServer(t, Config{})
-		script := newScriptedWS(t, s.routes())
-		alice := newTab(t, browser, "alice")
-		alice.join(script.url, "alice", "hist")
-		alice.waitMessage("three")
-		// The script closed the first connection; the page comes back and
-		// asks for what came after the newest message it saw.
-		q := <-script.reconnects
-		if q.Get("since") != "3" || q.Get("epoch") != "E1" || q.Get("room") != "hist" || q.Get("name") != "alice" {
-			t.Errorf("reconnect query %v; want room=hist name=alice since=3 epoch=E1", q)
+	t.Run("guest mode with accounts: a registered name needs the login", func(t *testing.T) {
+		s := newTestServer(t, Config{UsersFile: usersFile(t, "alice", "wonderland")})
+		tb := newTab(t, browser, "guest")
+		tb.do(chromedp.Navigate(s.ts.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#show-login")))
+		tb.do(
+			chromedp.SetValue(chromedp.CSS("#nick"), "alice"),
+			chromedp.Click(chromedp.CSS("#join")),
+		)
+		// The server refuses the handshake with 403; the browser does not
+		// say why, so the page asks GET /auth, finds the server up, and
+		// stops retrying.
+		tb.waitJS("the refusal note", `document.querySelector("#join-error").textContent ===
+			"The server refused to let alice in. That name may belong to a registered user: log in to use it, or pick another name."`)
+		tb.screenshot("join-refused-desktop-light")
+		tb.do(
+			chromedp.Click(chromedp.CSS("#show-login")),
+			chromedp.WaitVisible(chromedp.CSS("#username")),
+			chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+			chromedp.SendKeys(chromedp.CSS("#password"), "wonderland"+kb.Enter),
+		)
+		tb.waitOnline("general")
+		if me := eval[string](tb, `document.querySelector("#me").textContent`); me != "alice" {
+			t.Errorf("page says the user is %q; want alice", me)
 		}
-		alice.waitMessage("ten")
-		alice.waitLine("5 messages missed")
-		var got []string
-		for _, m := range alice.messages() {
-			got = append(got, m.Text)
+		if eval[bool](tb, `document.querySelector("#rename-panel").checkVisibility()`) {
+			t.Error("rename panel visible to a logged-in user, whose name comes from the login")
 		}
-		if want := "one,two,three,nine,ten"; strings.Join(got, ",") != want {
-			t.Errorf("messages shown %v; want %s, each once and in order", got, want)
+	})
+
+	t.Run("jwt mode: the token from the address fragment", func(t *testing.T) {
+		secret := []byte("0123456789abcdef0123456789abcdef")
+		s := newTestServer(t, Config{Auth: authJWT, JWTSecret: string(secret)})
+		token := func(sub string, exp time.Duration) string {
+			return signJWT(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(exp).Unix()})
+		}
+		dave := newTab(t, browser, "dave")
+		dave.do(chromedp.Navigate(s.ts.URL + "/?room=ops#token=" + token("dave", time.Hour)))
+		dave.waitOnline("ops")
+		if me := eval[string](dave, `document.querySelector("#me").textContent`); me != "dave" {
+			t.Errorf("page says the user is %q; want dave", me)
+		}
+		if u := eval[string](dave, `location.href`); strings.Contains(u, "token") {
+			t.Errorf("address %q still holds the token", u)
+		}
+		erin, _ := s.joinedAs(t, bearer(token("erin", time.Hour)), "room", "ops")
+		dave.waitLine("erin joined")
+		dave.typeAndEnter("hello erin")
+		if p := erin.skipUntil("new_message").msg(t); p.From != "dave" || p.Message != "hello erin" {
+			t.Errorf("erin got %+v; want dave's message", p)
+		}
+
+		// An expired token is refused (401); the page stops and says so.
+		late := newTab(t, browser, "late")
+		late.do(chromedp.Navigate(s.ts.URL + "/#token=" + token("late", -time.Hour)))
+		late.waitJS("the expired-token note", `document.querySelector("#token-error").textContent ===
+			"The server did not accept your sign-in token; it may have expired."`)
+		late.screenshot("token-expired-desktop-light")
+		// Without a token there is nothing to try.
+		late.do(chromedp.Navigate(s.ts.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#token-note")))
+		if got := eval[string](late, `document.querySelector("#token-error").textContent`); got != "" {
+			t.Errorf("token note without a token says %q; want nothing", got)
+		}
+	})
+
+	t.Run("history and recovery across a server restart", func(t *testing.T) {
+		const (
+			lost  = "Connection lost (server shutting down). Reconnecting…"
+			back  = "Reconnected."
+			reset = "The history of #hist was reset on the server; messages sent while you were away may be lost."
+		)
+		tests := []struct {
+			name    string
+			durable bool // -data-dir: history and epoch survive the restart
+			history int
+			away    int      // messages bob sends while the page cannot connect
+			note    string   // what the page says about the gap, "" for nothing
+			want    []string // messages on screen after the reconnect, in order
+		}{
+			{"every missed message is replayed once", true, 0, 3, "",
+				[]string{"b0", "b1", "b2", "a0", "a1", "a2", "live"}},
+			{"messages no longer kept are counted", true, 5, 10,
+				"5 messages missed while you were away; the server no longer has them.",
+				[]string{"b0", "b1", "b2", "a5", "a6", "a7", "a8", "a9", "live"}},
+			{"a memory-only restart is a history reset", false, 0, 2, reset,
+				[]string{"b0", "b1", "b2", "a0", "a1", "live"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel() // most of each case is the page's backoff
+				cfg := Config{History: tt.history}
+				if tt.durable {
+					cfg.DataDir = t.TempDir()
+				}
+				var seen wsLog
+				hub := openHub(t, cfg, seen.wrap)
+				s := hub.serve(t, nil)
+				addr := s.ts.Listener.Addr().String()
+				alice := newTab(t, browser, "alice")
+				alice.join(s.ts.URL, "alice", "hist")
+				bob, _ := s.joined(t, "room", "hist", "name", "bob")
+				last := bob.post("b", 3)
+				alice.waitMessage("b2")
+
+				// The server restarts. Bob is back first, through a side
+				// door, and talks while the page's address is still closed;
+				// only then does the page's address open again.
+				hub.stop()
+				alice.waitLine(lost)
+				hub = openHub(t, cfg, seen.wrap)
+				side := hub.serve(t, nil)
+				bob, _ = side.joined(t, "room", "hist", "name", "bob")
+				bob.post("a", tt.away)
+				hub.serve(t, listenAgain(t, addr))
+				alice.waitLine(back)
+				if tt.note != "" {
+					alice.waitLine(tt.note)
+				}
+				bob.say("live")
+				live := bob.skipUntil("new_message").msg(t)
+				alice.waitMessage("live")
+				// The next reconnect would resume from the newest message,
+				// in the room's current epoch (the new one after a reset).
+				cur := eval[string](alice, `(({epoch, seq}) => seq + "@" + epoch)(state.cursor.get("hist"))`)
+				if want := fmt.Sprint(live.Seq) + "@" + live.Epoch; cur != want {
+					t.Errorf("page would resume from %s; want %s", cur, want)
+				}
+
+				var shown []string
+				for _, m := range alice.messages() {
+					shown = append(shown, m.Text)
+				}
+				if strings.Join(shown, ",") != strings.Join(tt.want, ",") {
+					t.Errorf("messages shown %v; want %v, each once and in order", shown, tt.want)
+				}
+				// The note sits in the gap: after "Reconnected.", before the
+				// first message that came after what was lost.
+				lines := eval[[]string](alice, `[...document.querySelectorAll("#messages > li")].map((e) =>
+					e.classList.contains("msg") ? e.querySelector(".body").textContent : "* " + e.textContent)`)
+				wantLines := []string{"* You joined #hist as alice.", "* bob joined", "b0", "b1", "b2", "* " + lost, "* " + back}
+				if tt.note != "" {
+					wantLines = append(wantLines, "* "+tt.note)
+				}
+				wantLines = append(wantLines, tt.want[3:]...)
+				if strings.Join(lines, "\n") != strings.Join(wantLines, "\n") {
+					t.Errorf("message list:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
+				}
+				// The page asked to resume after the newest message it had.
+				var resumes []string
+				for _, q := range seen.queries() {
+					if q.Get("name") == "alice" {
+						resumes = append(resumes, q.Get("since")+"@"+q.Get("epoch"))
+					}
+				}
+				if want := "@," + fmt.Sprint(last.Seq) + "@" + last.Epoch; strings.Join(resumes, ",") != want {
+					t.Errorf("page's /ws since@epoch %v; want %s (first connect, then the resume)", resumes, want)
+				}
+				if tt.name == "messages no longer kept are counted" {
+					alice.screenshot("recovery-desktop-light")
+					alice.emulate(390, 844, true, "dark")
+					alice.screenshot("recovery-phone-dark")
+				}
+			})
 		}
 	})
 }
 
-// stubAuth stands in for the auth endpoints (GET /auth, POST /login and
-// ?ticket= on /ws) in front of a real server, so the page's login mode
-// can be tested. Tickets are single use; /ws turns a ticket into ?name=.
-type stubAuth struct {
-	next http.Handler
-	user string
-
-	mu       sync.Mutex
-	password string
-	tickets  map[string]bool // unused tickets
-	count    int             // tickets issued
+// wsLog records the query of every /ws request that reaches the server,
+// so a test can see what the page asked for (tickets, since and epoch).
+type wsLog struct {
+	mu sync.Mutex
+	qs []url.Values
 }
 
-func newStubAuth(next http.Handler, user, password string) *stubAuth {
-	return &stubAuth{next: next, user: user, password: password, tickets: map[string]bool{}}
-}
-
-func (a *stubAuth) issued() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.count
-}
-
-func (a *stubAuth) setPassword(p string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.password = p
-}
-
-func (a *stubAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/auth":
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"mode":"login"}`)
-	case "/login":
-		var creds struct{ Username, Password string }
-		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&creds) != nil {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
+// wrap returns h, recording /ws queries on the way in.
+func (l *wsLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			l.mu.Lock()
+			l.qs = append(l.qs, r.URL.Query())
+			l.mu.Unlock()
 		}
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if creds.Username != a.user || creds.Password != a.password {
-			http.Error(w, "wrong username or password", http.StatusUnauthorized)
-			return
-		}
-		a.count++
-		ticket := fmt.Sprintf("ticket-%d", a.count)
-		a.tickets[ticket] = true
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"ticket":%q,"expires_in":30}`, ticket)
-	case "/ws":
-		q := r.URL.Query()
-		a.mu.Lock()
-		ok := a.tickets[q.Get("ticket")]
-		delete(a.tickets, q.Get("ticket"))
-		a.mu.Unlock()
-		if !ok {
-			http.Error(w, "bad ticket", http.StatusUnauthorized)
-			return
-		}
-		q.Del("ticket")
-		q.Set("name", a.user)
-		r.URL.RawQuery = q.Encode()
-		a.next.ServeHTTP(w, r)
-	default:
-		a.next.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// queries returns the recorded queries in arrival order.
+func (l *wsLog) queries() []url.Values {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.qs)
+}
+
+// hubServer is one hubbub Server that a test serves on listeners of its
+// choosing: the page's address again after a restart, or a second address
+// that only the test's own clients know.
+type hubServer struct {
+	t       *testing.T
+	srv     *Server
+	handler http.Handler
+	served  []*httptest.Server
+	once    sync.Once
+}
+
+// openHub builds a Server for cfg the way main does (OpenServer, so
+// DataDir works), its routes seen through wrap when wrap is not nil. As
+// in newTestServer, flood control is off unless cfg sets MsgRate. The
+// server stops when the test ends, if stop was not called before.
+func openHub(t *testing.T, cfg Config, wrap func(http.Handler) http.Handler) *hubServer {
+	t.Helper()
+	if cfg.MsgRate == 0 {
+		cfg.MsgRate = -1
 	}
+	srv, err := OpenServer(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("OpenServer: %v", err)
+	}
+	h := &hubServer{t: t, srv: srv, handler: srv.routes()}
+	if wrap != nil {
+		h.handler = wrap(h.handler)
+	}
+	t.Cleanup(h.stop)
+	return h
 }
 
-// scriptedWS serves the real page but answers /ws from a script that
-// speaks the history and recovery events (seq, epoch, history, recovery),
-// so the page's handling of them is tested whatever the hub sends today.
-type scriptedWS struct {
-	url        string
-	reconnects chan url.Values // query of each connection after the first
+// serve serves the hub on ln (a fresh loopback port when nil) and returns
+// it as a testServer, for the harness's dial and joined.
+func (h *hubServer) serve(t *testing.T, ln net.Listener) *testServer {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(h.handler)
+	if ln != nil {
+		ts.Listener.Close()
+		ts.Listener = ln
+	}
+	ts.Start()
+	h.served = append(h.served, ts)
+	return &testServer{Server: h.srv, ts: ts}
 }
 
-func newScriptedWS(t *testing.T, page http.Handler) *scriptedWS {
-	sw := &scriptedWS{reconnects: make(chan url.Values, 4)}
-	var (
-		mu    sync.Mutex
-		conns []*websocket.Conn
-		n     int
-		wg    sync.WaitGroup
-	)
-	msg := func(seq int, text string) string {
-		return fmt.Sprintf(`{"id":%d,"seq":%d,"epoch":"E1","room":"hist","from":"bob","message":%q,"time":"2026-11-22T10:00:%02d.000Z"}`,
-			seq, seq, text, seq)
-	}
-	scripts := [][]string{
-		{ // first connection: history, a duplicate, a live message, an unknown event; then a drop
-			`{"type":"room_changed","payload":{"room":"hist","name":"alice","members":["alice","bob"],"count":2}}` + "\n" +
-				`{"type":"history","payload":{"room":"hist","epoch":"E1","messages":[` + msg(1, "one") + "," + msg(2, "two") + `]}}` + "\n" +
-				`{"type":"new_message","payload":` + msg(2, "two") + `}` + "\n" +
-				`{"type":"new_message","payload":` + msg(3, "three") + `}`,
-			`{"type":"from_the_future","payload":{}}`,
-		},
-		{ // reconnect: some were lost, the rest comes as history and live
-			`{"type":"room_changed","payload":{"room":"hist","name":"alice","members":["alice","bob"],"count":2}}`,
-			`{"type":"recovery","payload":{"recovered":false,"missed_from":4,"missed_to":8}}` + "\n" +
-				`{"type":"history","payload":{"room":"hist","epoch":"E1","messages":[` + msg(3, "three") + "," + msg(9, "nine") + `]}}`,
-			`{"type":"new_message","payload":` + msg(10, "ten") + `}`,
-		},
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/", page)
-	mux.HandleFunc("GET /auth", http.NotFound)
-	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
-		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
+// stop shuts down in main's order: close the listeners first, so nobody
+// reaches the dying server, then the hub (every client gets 1001, the
+// history is flushed). The addresses are free again when it returns.
+func (h *hubServer) stop() {
+	h.once.Do(func() {
+		for _, ts := range h.served {
+			ts.Close() // does not wait for hijacked connections
 		}
-		wg.Add(1)
-		defer wg.Done()
-		mu.Lock()
-		i := n
-		n++
-		conns = append(conns, conn)
-		mu.Unlock()
-		if i > 0 {
-			sw.reconnects <- r.URL.Query()
-		}
-		if i >= len(scripts) {
-			conn.Close()
-			return
-		}
-		for _, frame := range scripts[i] {
-			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if err := conn.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
-				return
-			}
-		}
-		if i == 0 {
-			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "restarting"),
-				time.Now().Add(time.Second))
-			conn.Close()
-			return
-		}
-		for { // hold the connection until the test ends
-			if _, _, err := conn.ReadMessage(); err != nil {
-				return
-			}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.srv.Shutdown(ctx); err != nil {
+			h.t.Errorf("shutdown: %v", err)
 		}
 	})
-	ts := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-		ts.Close()
-	})
-	sw.url = ts.URL
-	return sw
+}
+
+// usersFile writes a users file for name, password pairs, each hashed by
+// hubbub's own hash-password subcommand at bcrypt's lowest cost, and
+// returns its path.
+func usersFile(t *testing.T, pairs ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i+1 < len(pairs); i += 2 {
+		b.WriteString(pairs[i] + ":" + bcryptHash(t, pairs[i+1]) + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// bcryptHash hashes password the way "hubbub hash-password -cost 4" does.
+func bcryptHash(t *testing.T, password string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := hashPassword([]string{"-cost", strconv.Itoa(bcrypt.MinCost)}, strings.NewReader(password+"\n"), &out, &errOut, nil)
+	if err != nil {
+		t.Fatalf("hash-password: %v (%s)", err, errOut.String())
+	}
+	return strings.TrimSpace(out.String())
 }
 
 // maxFrame is the server's default frame limit, which the page assumes.

@@ -76,6 +76,11 @@ type Client struct {
 	// orders the two.
 	closeCode   int
 	closeReason string
+
+	// exitReason is why readPump ended the connection, if the server ended
+	// it (see noteDrop). Written by readPump before it unregisters and read
+	// by Hub.run after; the unregister send orders the two.
+	exitReason dropReason
 }
 
 // readPump reads frames from the peer and hands them to the hub as
@@ -99,7 +104,7 @@ func (c *Client) readPump() {
 	for {
 		mt, data, err := c.conn.ReadMessage()
 		if err != nil {
-			c.logReadError(err)
+			c.noteDrop(c.logReadError(err))
 			return
 		}
 		if !c.startFrame() {
@@ -143,9 +148,19 @@ func (c *Client) handleFrame(data []byte) bool {
 	return true
 }
 
+// noteDrop records why readPump is ending the connection, for the dropped
+// clients metric; the first reason noted wins and an empty one is ignored.
+// Must only be called from readPump, before it returns.
+func (c *Client) noteDrop(r dropReason) {
+	if c.exitReason == "" {
+		c.exitReason = r
+	}
+}
+
 // logReadError logs why the connection ended, once, at a level that matches
-// how unusual it is. Ordinary goodbyes are not logged at all.
-func (c *Client) logReadError(err error) {
+// how unusual it is. Ordinary goodbyes are not logged at all. It returns the
+// drop reason when the server is the one ending the connection.
+func (c *Client) logReadError(err error) dropReason {
 	var ne net.Error
 	switch {
 	case c.flood != nil && c.flood.kicked:
@@ -154,8 +169,10 @@ func (c *Client) logReadError(err error) {
 		// The peer said goodbye.
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.log.Info("closing: frame over read limit", "limit", c.hub.cfg.MaxMessageSize)
+		return dropTooBig
 	case errors.As(err, &ne) && ne.Timeout():
 		c.log.Info("closing: no pong within deadline", "pong_wait", c.hub.cfg.PongWait)
+		return dropPongTimeout
 	case errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
 		errors.Is(err, syscall.ECONNRESET):
 		// We closed it (shutdown, eviction) or the peer vanished.
@@ -167,6 +184,7 @@ func (c *Client) logReadError(err error) {
 	default:
 		c.log.Info("read failed", "err", err)
 	}
+	return ""
 }
 
 // writePump writes queued events to the peer and pings it. Each wake-up
@@ -250,6 +268,13 @@ func (c *Client) writeBatch(first *outbound) (n int, closed bool, err error) {
 	}
 	if ferr := c.bc.flush(); err == nil {
 		err = ferr
+	}
+	if err == nil && n > 0 {
+		frames := 1 // JSON: the whole batch is one frame
+		if c.format == formatText {
+			frames = n
+		}
+		c.hub.m.wrote(c.format, n, frames)
 	}
 	return n, closed, err
 }

@@ -81,15 +81,38 @@ func (h *Hub) fromBroker(ev brokerEvent) {
 // publish sends c's message to its room through the broker. Failures,
 // now or later, reach c as an error event. Must only be called from run.
 func (h *Hub) publish(c *Client, msg string) {
-	m := Envelope{Room: c.room.name, From: c.name, Message: msg, Time: time.Now()}
-	err := h.broker.Publish(m, func(err error) {
-		h.stats.undelivered.Add(1)
+	_, err := h.publishAs(c.room.name, c.name, msg, false, func(err error) {
 		h.submit(request{c: c, op: opFail, err: notDelivered(err)})
 	})
 	if err != nil {
-		h.stats.undelivered.Add(1)
 		h.deliver(c, errorEvent(notDelivered(err)))
 	}
+}
+
+// publishAs hands a message to the broker and returns the id it will
+// carry on this node, or the error if the broker refused it at once.
+// tell, if not nil, hears of a later failure. Ids are per process: a
+// sequenced broker's messages get theirs when they arrive (so the id is 0
+// then), an unsequenced one's keep the id given here. Must only be called
+// from run.
+func (h *Hub) publishAs(room, from, msg string, bot bool, tell func(error)) (uint64, error) {
+	var id uint64
+	if !h.broker.Sequenced() {
+		h.nextID++
+		id = h.nextID
+	}
+	m := Envelope{Room: room, ID: id, From: from, Message: msg, Time: time.Now(), Bot: bot}
+	err := h.broker.Publish(m, func(err error) {
+		h.stats.undelivered.Add(1)
+		if tell != nil {
+			tell(err)
+		}
+	})
+	if err != nil {
+		h.stats.undelivered.Add(1)
+		return 0, err
+	}
+	return id, nil
 }
 
 // notDelivered explains a failed publish to its sender.
@@ -176,8 +199,12 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 	switch ev.d.Kind {
 	case DeliverMessage:
 		m := ev.d.Msg
-		h.nextID++
-		o := h.history.recordAt(ev.room, ev.d.Epoch, m.Seq, h.nextID, m.From, m.Message, m.Time)
+		id := m.ID
+		if h.broker.Sequenced() || id == 0 {
+			h.nextID++
+			id = h.nextID
+		}
+		o := h.history.recordAt(ev.room, ev.d.Epoch, m.Seq, id, m.From, m.Message, m.Time, m.Bot)
 		if o == nil {
 			return // already seen
 		}
@@ -271,7 +298,7 @@ func (h *Hub) remoteRooms(infos []roomInfo) []roomInfo {
 // recordAt is record for a message the broker has already placed: seq and
 // epoch come from the cluster (0 and "": number it here). It returns nil
 // for a message the log has already seen. Must only be called from run.
-func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time) *outbound {
+func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time, bot bool) *outbound {
 	l := b.get(room)
 	if epoch != "" {
 		b.adopt(room, epoch)
@@ -282,7 +309,7 @@ func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg str
 	if seq <= l.last {
 		return nil
 	}
-	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t)})
+	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
 	if l.add(seq, o, b.size) && b.store != nil {
 		b.store.appendMessage(room, seq, messagePayloadJSON(o))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -424,6 +425,14 @@ func TestClusterStartsWithoutNATS(t *testing.T) {
 	s := newTestServer(t, cfg)
 	if err := s.Ready(); err == nil {
 		t.Error("Ready() = nil with NATS down; want an error")
+	}
+	resp, err := http.Get(s.ts.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with NATS down = %d; want 503", resp.StatusCode)
 	}
 	p, _ := s.joined(t, "room", "lobby", "name", "alice")
 	p.say("anyone?")

@@ -164,8 +164,8 @@ func newHistoryBook(cfg Config, log *slog.Logger) *historyBook {
 
 // record numbers a new message in room, keeps it and returns its
 // new_message event, ready to broadcast. Must only be called from run.
-func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time) *outbound {
-	return b.recordAt(room, "", 0, id, from, msg, t)
+func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time, bot bool) *outbound {
+	return b.recordAt(room, "", 0, id, from, msg, t, bot)
 }
 
 // get returns room's log, waking it from the idle list, loading it from the

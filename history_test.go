@@ -463,7 +463,7 @@ func TestHistoryBookIdle(t *testing.T) {
 	b.now = func() time.Time { return now }
 	epochs := map[string]string{}
 	for _, r := range []string{"a", "b", "c"} {
-		b.record(r, 1, "x", "hi", now)
+		b.record(r, 1, "x", "hi", now, false)
 		epochs[r] = b.get(r).epoch
 	}
 	b.emptied("a")

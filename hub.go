@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Hub owns every client and room. One goroutine, run, is the only one that
@@ -51,6 +52,7 @@ type Hub struct {
 	registered func(name string) bool
 
 	stats hubStats
+	m     *metrics // this hub's Prometheus instruments (metrics.go)
 }
 
 // hubStats are counters read by tests and, later, metrics. Atomic so they can
@@ -86,6 +88,7 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 		quit:       make(chan struct{}),
 		kill:       make(chan struct{}),
 		done:       make(chan struct{}),
+		m:          newMetrics(),
 	}
 	h.attachBroker(cfg.broker)
 	return h
@@ -99,9 +102,13 @@ func (h *Hub) run() {
 	for {
 		select {
 		case c := <-h.register:
+			h.m.connectsTotal.Inc()
 			h.add(c)
 		case c := <-h.unregister:
 			c.readExited = true
+			if c.exitReason != "" {
+				h.drop(c, c.exitReason, closeNormal, "")
+			}
 			h.release(c)
 		case c := <-h.finished:
 			c.writeExited = true
@@ -112,7 +119,7 @@ func (h *Hub) run() {
 			quit = nil
 			h.draining = true
 			for c := range h.clients {
-				h.evict(c, closeGoingAway, "server shutting down")
+				h.drop(c, dropShutdown, closeGoingAway, "server shutting down")
 			}
 		case <-kill:
 			kill = nil
@@ -126,6 +133,8 @@ func (h *Hub) run() {
 			}
 		}
 		h.announceLeaves()
+		h.m.connections.Set(float64(len(h.clients)))
+		h.m.rooms.Set(float64(len(h.rooms)))
 		if h.yield {
 			h.yield = false
 			runtime.Gosched()
@@ -139,6 +148,7 @@ func (h *Hub) run() {
 // submit hands a request to the hub. It returns false once the hub has
 // stopped, so the caller can exit instead of blocking forever.
 func (h *Hub) submit(r request) bool {
+	r.at = time.Now()
 	select {
 	case h.inbound <- r:
 		return true
@@ -196,7 +206,7 @@ func (h *Hub) add(c *Client) {
 	h.clients[c] = struct{}{}
 	c.active = true
 	if h.draining {
-		h.evict(c, closeGoingAway, "server shutting down")
+		h.drop(c, dropShutdown, closeGoingAway, "server shutting down")
 		return
 	}
 	c.name = c.wantName
@@ -233,6 +243,22 @@ func (h *Hub) evict(c *Client, code int, reason string) {
 	close(c.send)
 }
 
+// drop evicts c for reason and counts it, with the depth of its queue at
+// that moment. Must only be called from run.
+func (h *Hub) drop(c *Client, reason dropReason, code int, text string) {
+	if !c.active {
+		return
+	}
+	depth := len(c.send)
+	if reason == dropSlowConsumer {
+		// The queue was full when the send failed; by now writePump may
+		// have taken some of it, which says nothing about the drop.
+		depth = cap(c.send)
+	}
+	h.m.drop(reason, depth)
+	h.evict(c, code, text)
+}
+
 // deliver queues o for c without ever blocking. A client whose queue is full
 // is evicted as a slow consumer: it was not keeping up, and waiting for it
 // would stall every other client. Must only be called from run.
@@ -255,7 +281,7 @@ func (h *Hub) deliver(c *Client, o *outbound) {
 	default:
 		h.stats.slowConsumers.Add(1)
 		c.log.Info("evicting slow consumer", "name", c.name, "queue", cap(c.send))
-		h.evict(c, closeTryLater, "slow consumer")
+		h.drop(c, dropSlowConsumer, closeTryLater, "slow consumer")
 	}
 }
 
@@ -271,6 +297,11 @@ func (h *Hub) broadcast(r *Room, o *outbound, skip *Client) {
 
 // handle carries out one client request. Must only be called from run.
 func (h *Hub) handle(r request) {
+	defer h.m.handled(r.at)
+	if r.api != nil {
+		h.serveAPI(r.api)
+		return
+	}
 	if r.op == opBroker {
 		h.handleBroker(r.bk)
 		return
@@ -281,6 +312,7 @@ func (h *Hub) handle(r request) {
 	}
 	switch r.op {
 	case opSay:
+		h.m.received[c.format].Inc()
 		h.publish(c, r.arg) // broadcast when the broker hands it back
 	case opJoin:
 		if c.room != nil && c.room.name == r.arg {

@@ -125,6 +125,12 @@ type Config struct {
 	// MaxConnsPerIP caps open WebSocket connections per client address
 	// (IPv6: per /64); 0 means no cap. Default 0.
 	MaxConnsPerIP int
+	// APIKey enables the HTTP publish API (/api/…) and is the bearer token
+	// it requires. Default "": the API is off and its paths answer 404.
+	APIKey string
+	// DebugAddr, when set, serves net/http/pprof on a separate listener at
+	// this address. Default "": off.
+	DebugAddr string
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -250,6 +256,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.MsgBurst, "msg-burst", 20, "requests a connection may make at once")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "cap on open WebSocket connections (0: none)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "cap on open WebSocket connections per client address (0: none)")
+	fs.StringVar(&c.APIKey, "api-key", "", "bearer token enabling the HTTP publish API (prefer HUBBUB_API_KEY: flags show in ps)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve pprof on this separate address, e.g. 127.0.0.1:6060 (default off)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hubbub [flags]\n       hubbub gencert|hash-password [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
 		fs.PrintDefaults()
@@ -298,7 +306,19 @@ func newLogger(c Config, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "version":
+			fmt.Println(version)
+			return
+		case "healthcheck":
+			os.Exit(healthcheck(os.Args[2:], os.Getenv, os.Stderr))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
@@ -342,8 +362,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 // serve runs hubbub on ln until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
+	if cfg.DebugAddr != "" {
+		d, err := startDebug(cfg.DebugAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer d.Close()
+	}
 	s, err := OpenServer(cfg, log)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	srv := &http.Server{
@@ -364,7 +393,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		}
 		ln, scheme = tls.NewListener(ln, tc), "https"
 	}
-	log.Info("hubbub listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()))
+	log.Info("hubbub listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()), "version", version)
 	s.auth.logMode(log)
 	defer s.auth.reloadOnHangup(log)()
 
@@ -378,6 +407,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	}
 
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	s.startDraining() // /readyz fails from here on
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	httpErr := srv.Shutdown(sctx) // stops accepting; ignores hijacked WebSockets

@@ -85,6 +85,8 @@ type request struct {
 	arg string
 	err *protoError  // set when op == opFail
 	bk  *brokerEvent // set when op == opBroker; c is nil then
+	api *apiCall     // set for HTTP API calls (api.go); c is nil then
+	at  time.Time    // set by submit, for the hub request latency metric
 }
 
 // protoError is a rejected frame: a stable code plus a sentence for people.
@@ -298,6 +300,7 @@ type messagePayload struct {
 	From    string `json:"from"`
 	Message string `json:"message"`
 	Time    string `json:"time"`
+	Bot     bool   `json:"bot,omitempty"` // posted through the HTTP API, not by a member
 }
 
 // roomPayload is the payload of room_changed and members.
@@ -341,7 +344,11 @@ func messageEvent(id uint64, room, from, msg string, t time.Time) *outbound {
 
 // encodeMessage builds new_message from p.
 func encodeMessage(p messagePayload) *outbound {
-	return newOutbound("new_message", p, "["+p.Room+"] "+p.From+": "+p.Message)
+	from := p.From
+	if p.Bot {
+		from += " (bot)" // so no reader mistakes it for a member of that name
+	}
+	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
 }
 
 // stamp formats a message time the way the protocol sends it.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -45,6 +46,9 @@ type Server struct {
 	cancel context.CancelFunc
 	echoes sync.WaitGroup // running /echo handlers
 	sweeps sync.WaitGroup // the auth sweeper
+
+	draining    atomic.Bool  // set by startDraining; /readyz fails once set
+	readyChecks []readyCheck // consulted by /readyz; fixed before serving (health.go)
 }
 
 // NewServer builds a server for cfg and starts its hub. Call Shutdown to
@@ -76,6 +80,9 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	s.origins = origins
 	s.upgrader.CheckOrigin = s.origins.check
 	s.hub.registered = s.auth.registered
+	if s.hub.broker.Sequenced() { // a cluster: not ready while its NATS link is down
+		s.addReadyCheck("cluster", s.hub.broker.Ready)
+	}
 	go s.hub.run()
 	s.sweeps.Add(1)
 	go s.sweepAuth()
@@ -95,6 +102,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /echo", s.serveEcho)
 	mux.HandleFunc("GET /auth", s.serveAuthInfo)
 	mux.HandleFunc("POST /login", s.serveLogin)
+	s.opsRoutes(mux) // /metrics, /healthz, /readyz (health.go)
+	s.apiRoutes(mux) // /api/… when an API key is set (api.go)
 	return mux
 }
 
@@ -232,6 +241,7 @@ func (s *Server) serveEcho(w http.ResponseWriter, r *http.Request) {
 // that are still open when ctx ends. Call it after http.Server.Shutdown,
 // which does not wait for hijacked connections.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.startDraining()
 	s.cancel()
 	err := s.hub.Shutdown(ctx)
 	s.echoes.Wait() // bounded: cancel closed every echo connection

@@ -73,15 +73,19 @@ type testServer struct {
 }
 
 // newTestServer starts a server for cfg and stops it (hub first, then the
-// listener) when the test ends. Flood control is off unless cfg sets
-// MsgRate: tests drive clients far faster than people type, and the
-// limiter has tests of its own (flood_test.go).
-func newTestServer(t testing.TB, cfg Config) *testServer {
+// listener) when the test ends. Each setup function runs on the server
+// before it starts serving. Flood control is off unless cfg sets MsgRate:
+// tests drive clients far faster than people type, and the limiter has
+// tests of its own (flood_test.go).
+func newTestServer(t testing.TB, cfg Config, setup ...func(*Server)) *testServer {
 	t.Helper()
 	if cfg.MsgRate == 0 {
 		cfg.MsgRate = -1
 	}
 	s := NewServer(cfg, testLogger(t))
+	for _, f := range setup {
+		f(s)
+	}
 	ts := httptest.NewServer(s.routes())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -157,10 +161,11 @@ func (s *testServer) tryDial(kv ...string) (*peer, *http.Response, error) {
 	return &peer{conn: conn}, resp, nil
 }
 
-// readFrame reads one data frame, failing the test after 5s.
+// readFrame reads one data frame, failing the test after 15s: generous,
+// because CI machines are shared and -race is slow; a healthy read takes ms.
 func (p *peer) readFrame() []byte {
 	p.t.Helper()
-	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
 	_, data, err := p.conn.ReadMessage()
 	if err != nil {
 		p.t.Fatalf("read: %v", err)

@@ -79,9 +79,9 @@ func TestDurableUncleanRotatesEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	book := newHistoryBook(Config{History: 5, DataDir: dir, historyStore: st}.withDefaults(), log)
-	book.record("r", 1, "al", "one", testTime)
-	o := book.record("r", 2, "al", "two", testTime)
-	book.record("s", 1, "al", "other room", testTime)
+	book.record("r", 1, "al", "one", testTime, false)
+	o := book.record("r", 2, "al", "two", testTime, false)
+	book.record("s", 1, "al", "other room", testTime, false)
 	old, oldS := book.get("r").epoch, book.get("s").epoch
 	// Crash: the writer commits what it has, but nobody marks the file clean.
 	close(st.quit)

@@ -28,6 +28,7 @@ const ui = {
   joinError: $("join-error"), showLogin: $("show-login"), loginForm: $("login-form"),
   username: $("username"), password: $("password"), loginRoom: $("login-room"),
   loginError: $("login-error"), showJoin: $("show-join"), tokenNote: $("token-note"),
+  tokenError: $("token-error"),
 };
 
 const encoder = new TextEncoder();
@@ -37,7 +38,7 @@ const dateFormat = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle:
 // state is everything the page knows. Only the functions below change it.
 const state = {
   mode: "guest", // what GET /auth said: guest, login or jwt
-  canLogin: false, // the server has accounts (GET /auth answered)
+  canLogin: false, // POST /login works here (GET /auth said "login": true)
   creds: null, // {username, password} after a login; kept in memory only, for fresh tickets
   ticket: "", // a ticket not yet used (the one the login form just got)
   token: "", // jwt mode: the token from the address fragment
@@ -51,6 +52,10 @@ const state = {
   online: false, // the socket is open and we are in a room
   everOnline: false, // some earlier socket was online: the next one is a reconnect
   attempt: 0, // failed attempts since the last success, for backoff
+  refusals: 0, // handshakes refused in a row while the server was reachable
+  closeNote: "", // why the last connection ended, shown in the status line until the next one is up
+  resumeFrom: null, // {epoch, seq} the current connection asked to resume from, or null
+  reconnectLine: null, // the "Reconnected." line of the current connection, where recovery notes go
   retryTimer: 0,
   retryAt: 0,
   countdown: 0,
@@ -107,6 +112,7 @@ const statusText = {
 function setStatus(s, detail) {
   ui.status.dataset.state = s;
   ui.status.textContent = detail || statusText[s];
+  ui.status.title = ui.status.textContent; // whole, when a narrow screen cuts it
   updateComposer();
 }
 
@@ -302,6 +308,8 @@ const handlers = {
     state.online = true;
     state.everOnline = true;
     state.attempt = 0;
+    state.refusals = 0;
+    state.closeNote = "";
     state.pendingRoom = "";
     setMe(p.name || state.me);
     const moved = p.room !== state.viewRoom;
@@ -314,7 +322,7 @@ const handlers = {
       url.searchParams.set("room", p.room);
       history.replaceState(null, "", url);
     } else if (reconnect) {
-      systemLine("Reconnected.", "ok");
+      state.reconnectLine = systemLine("Reconnected.", "ok");
     }
     if (state.mode === "guest") store("nick", state.me);
     setMembers(p.members, p.count);
@@ -327,17 +335,47 @@ const handlers = {
   },
   history(p) {
     if (p.room && p.room !== state.viewRoom) return;
-    for (const m of Array.isArray(p.messages) ? p.messages : []) {
-      addMessage({ epoch: p.epoch, room: p.room, ...m }, true);
+    const msgs = Array.isArray(p.messages) ? p.messages : [];
+    for (const m of msgs) addMessage({ epoch: p.epoch, room: p.room, ...m }, true);
+    // The event's epoch is the room's current one, even when the messages
+    // kept from before an epoch change still carry the old one in their
+    // payloads; resume from it next time (docs/PROTOCOL.md: "SEQ and E are
+    // from the last new_message or history you had"). An empty history
+    // means "nothing after seq 0" only on a resumed connection, where it
+    // holds everything kept; on a join it may just be -history-on-join 0.
+    const last = msgs.length ? msgs[msgs.length - 1].seq : state.resumeFrom ? 0 : undefined;
+    if (typeof p.epoch === "string" && p.epoch && p.room && typeof last === "number") {
+      const cur = state.cursor.get(p.room);
+      if (!cur || cur.epoch !== p.epoch || last > cur.seq) state.cursor.set(p.room, { epoch: p.epoch, seq: last });
     }
   },
   recovery(p) {
-    if (p.recovered !== false) return;
-    let n = NaN;
-    if (typeof p.missed_from === "number" && typeof p.missed_to === "number") n = p.missed_to - p.missed_from + 1;
-    else if (typeof p.missed === "number") n = p.missed;
-    if (n > 0) systemLine(`${n} ${n === 1 ? "message" : "messages"} missed`, "warn");
-    else systemLine("Some messages were missed", "warn");
+    if (p.room && p.room !== state.viewRoom) return;
+    const from = state.resumeFrom;
+    state.resumeFrom = null; // later history events (change_room) are plain joins
+    if (p.recovered !== false) return; // nothing lost: the replayed messages are already in place
+    let text;
+    let anchor = null;
+    if (p.reset) {
+      // A new epoch: what was said in the old one after our last message
+      // is gone and cannot be counted, so say so without a number.
+      text = `The history of #${p.room || state.room} was reset on the server; messages sent while you were away may be lost.`;
+    } else {
+      let n = NaN;
+      if (typeof p.missed === "number") n = p.missed;
+      else if (typeof p.missed_from === "number" && typeof p.missed_to === "number") n = p.missed_to - p.missed_from + 1;
+      text = n > 0
+        ? `${n} ${n === 1 ? "message" : "messages"} missed while you were away; the server no longer has ${n === 1 ? "it" : "them"}.`
+        : "Some messages sent while you were away are no longer kept by the server.";
+      // Put the note in the gap: before the first message after it.
+      const epoch = from ? from.epoch : "";
+      if (typeof p.missed_to === "number") {
+        anchor = [...ui.messages.querySelectorAll(".msg")].find((e) =>
+          e.dataset.epoch === epoch && Number(e.dataset.seq) > p.missed_to) || null;
+      }
+    }
+    if (!anchor && state.reconnectLine && state.reconnectLine.isConnected) anchor = state.reconnectLine.nextSibling;
+    place(make("li", "sys warn", text), anchor);
   },
   presence(p) {
     if (p.room && p.room !== state.room) return;
@@ -373,7 +411,19 @@ const handlers = {
     if (p.room === state.room) setMembers(p.members, p.count);
   },
   error(p) {
-    systemLine(String(p.message || p.code || "error"), "error");
+    const text = String(p.message || p.code || "error");
+    // A burst of the same error (rate_limited when sending too fast) is
+    // one line with a count, not a wall of copies.
+    const last = ui.messages.lastElementChild;
+    if (last && last.classList.contains("error") && last.dataset.text === text) {
+      const n = Number(last.dataset.repeat || "1") + 1;
+      last.dataset.repeat = String(n);
+      last.textContent = `${text} (×${n})`;
+    } else {
+      const li = systemLine(text, "error");
+      li.dataset.text = text;
+      li.dataset.code = String(p.code || "");
+    }
     if (state.pendingRoom && (p.code === "bad_room" || p.code === "name_taken" || p.code === "already_in_room")) {
       state.pendingRoom = "";
     }
@@ -443,17 +493,19 @@ async function login(creds) {
   return body.ticket;
 }
 
-// loadAuth asks the server how people sign in. No /auth (404, or an older
-// server) means anyone may join with a nickname.
+// loadAuth asks the server how people sign in: GET /auth answers
+// {"mode":"guest"|"login"|"jwt","login":bool}, login saying whether POST
+// /login works. No answer (server down, or an older server without /auth)
+// means anyone may join with a nickname; known tells the cases apart.
 async function loadAuth() {
   try {
     const resp = await fetch("/auth", { cache: "no-store" });
-    if (!resp.ok) return { mode: "guest", known: false };
+    if (!resp.ok) return { mode: "guest", login: false, known: resp.status === 404 };
     const body = await resp.json();
     const mode = ["guest", "login", "jwt"].includes(body.mode) ? body.mode : "guest";
-    return { mode, known: true };
+    return { mode, login: body.login === true, known: true };
   } catch {
-    return { mode: "guest", known: false };
+    return { mode: "guest", login: false, known: false };
   }
 }
 
@@ -491,9 +543,12 @@ async function connect() {
     q.set("name", state.me || state.nick);
   }
   const cur = state.cursor.get(state.room);
-  if (state.everOnline && cur) {
+  state.resumeFrom = null;
+  state.reconnectLine = null;
+  if (state.everOnline && cur && cur.epoch) { // the server wants both or neither
     q.set("since", String(cur.seq));
-    if (cur.epoch) q.set("epoch", cur.epoch);
+    q.set("epoch", cur.epoch);
+    state.resumeFrom = { ...cur };
   }
 
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -508,13 +563,38 @@ async function connect() {
     clearInterval(state.refreshTimer);
     const wasOnline = state.online;
     state.online = false;
-    if (wasOnline) systemLine(`Connection lost${e.reason ? " (" + e.reason + ")" : ""}. Reconnecting…`, "warn");
+    const why = closeReason(e.code, e.reason);
+    state.closeNote = why.note;
+    if (wasOnline) systemLine(`${why.text} Reconnecting…`, "warn");
     if (state.stopped) {
       setStatus("offline");
       return;
     }
+    state.attempt = Math.max(state.attempt, why.backoff);
     retryLater(!opened);
   };
+}
+
+// closeReason explains a close code: text for the message list, a short
+// note for the status line, and the backoff step to start from. The
+// server closes with 1008 when the page sent too much too fast (so wait
+// before trying again) and 1013 when the page could not keep up with what
+// it was sent; both are worth telling the user.
+function closeReason(code, reason) {
+  switch (code) {
+    case 1008:
+      return {
+        text: "The server closed the connection: this page sent too many messages too fast (flooding).",
+        note: "closed for flooding", backoff: 2,
+      };
+    case 1013:
+      return {
+        text: "The server dropped the connection: this page fell behind the messages sent to it (slow consumer).",
+        note: "dropped: too slow", backoff: 1,
+      };
+    default:
+      return { text: `Connection lost${reason ? " (" + reason + ")" : ""}.`, note: "", backoff: 0 };
+  }
 }
 
 // retryLater schedules the next attempt with exponential backoff and
@@ -532,24 +612,47 @@ function retryLater(refused) {
   state.retryAt = Date.now() + wait;
   const tick = () => {
     const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-    setStatus(state.everOnline ? "reconnecting" : "connecting", (state.everOnline ? "reconnecting" : "connecting") + ` in ${s}s`);
+    const verb = state.everOnline ? "reconnecting" : "connecting";
+    setStatus(verb, `${verb} in ${s}s` + (state.closeNote ? " · " + state.closeNote : ""));
   };
   tick();
   clearInterval(state.countdown);
   state.countdown = setInterval(tick, 1000);
   state.retryTimer = setTimeout(async () => {
     clearInterval(state.countdown);
-    // A refused handshake may mean the server now wants a login.
-    if (refused && state.mode === "guest" && !state.creds) {
-      const auth = await loadAuth();
-      if (auth.mode !== "guest") {
-        applyAuth(auth);
-        showGate(auth.mode === "login" ? "login" : "token", "This server now asks you to log in.");
-        return;
-      }
-    }
+    if (refused && !state.creds && await refusedForGood()) return;
     connect();
   }, wait);
+}
+
+// refusedForGood looks into a refused handshake, which the browser reports
+// without its HTTP status. If the server answers GET /auth it is up and
+// refused us on purpose: it now wants a login, or it does not take our
+// name (a guest asking for a registered name gets 403) or our token. Then
+// retrying cannot help, so it shows the sign-in screen with a note and
+// returns true. A server that is down keeps us retrying. A page that was
+// online before gets three tries, since a full server (503) or too many
+// connections from one address (429) pass.
+async function refusedForGood() {
+  const gen = state.gen;
+  const auth = await loadAuth();
+  if (gen !== state.gen || state.stopped || !auth.known) return false;
+  if (auth.mode !== state.mode) {
+    applyAuth(auth);
+    showGate(auth.mode === "login" ? "login" : auth.mode === "jwt" ? "token" : "join",
+      auth.mode === "guest" ? "This server no longer asks for a login." : "This server now asks you to log in.");
+    return true;
+  }
+  state.canLogin = auth.login;
+  if (state.everOnline && ++state.refusals < 3) return false;
+  if (state.mode === "jwt") {
+    showGate("token", "The server did not accept your sign-in token; it may have expired.");
+  } else {
+    showGate("join", `The server refused to let ${state.nick} in. ` + (state.canLogin
+      ? "That name may belong to a registered user: log in to use it, or pick another name."
+      : "Pick another name, or try again later."));
+  }
+  return true;
 }
 
 // reconnectNow skips the backoff wait (network back, tab shown again).
@@ -579,7 +682,7 @@ function disconnect() {
 
 function applyAuth(auth) {
   state.mode = auth.mode;
-  state.canLogin = auth.known;
+  state.canLogin = auth.login;
 }
 
 // showGate shows the join, login or token screen over the chat.
@@ -593,6 +696,7 @@ function showGate(which, note) {
   ui.showJoin.hidden = state.mode !== "guest";
   ui.joinError.textContent = which === "join" ? note || "" : "";
   ui.loginError.textContent = which === "login" ? note || "" : "";
+  ui.tokenError.textContent = which === "token" ? note || "" : "";
   const room = state.room || new URLSearchParams(location.search).get("room") || recall("room") || "general";
   ui.joinRoom.value = room;
   ui.loginRoom.value = room;

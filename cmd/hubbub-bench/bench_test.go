@@ -285,10 +285,11 @@ func TestFanoutEndToEnd(t *testing.T) {
 			if rep.ConnOK != int64(cfg.Clients) || rep.ConnFailed != 0 {
 				t.Errorf("connections ok/failed = %d/%d; want %d/0 (%s)", rep.ConnOK, rep.ConnFailed, cfg.Clients, rep.FirstConnError)
 			}
-			// About Senders*Rate*Duration messages; the bound is loose on
-			// purpose (a noisy machine), the point is that some were sent.
-			if rep.SentMeasured < 10 || rep.SentMeasured > 80 {
-				t.Errorf("sent in window = %d; want about 60", rep.SentMeasured)
+			// At most Senders*Rate*Duration (60) messages, and at least one:
+			// how many a starved sender gets out on a loaded machine is not
+			// something a unit test can pin down.
+			if rep.SentMeasured < 1 || rep.SentMeasured > 80 {
+				t.Errorf("sent in window = %d; want 1 to 80", rep.SentMeasured)
 			}
 			if want := rep.SentMeasured * int64(cfg.Clients); rep.Expected != want {
 				t.Errorf("expected = %d; want sent %d x clients %d = %d", rep.Expected, rep.SentMeasured, cfg.Clients, want)

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"unicode/utf8"
+)
+
+// The server-side API lets a backend post into rooms without holding a
+// WebSocket: deploy notices, alerts, bots. It is disabled unless an API key
+// is configured, and every call must present that key as a bearer token.
+//
+// The HTTP handlers never touch hub state. Each call becomes a request on
+// the hub's inbound channel carrying an apiCall; the hub goroutine carries it
+// out and answers on the call's reply channel, exactly as it would for a
+// WebSocket client's message.
+
+// maxAPIBody bounds a publish request body. A message is at most
+// maxMessageRunes characters, so 4 KiB leaves room for any valid one in
+// JSON escapes and no room for abuse.
+const maxAPIBody = 4 << 10
+
+// defaultBotName is the sender of an API message that names none.
+const defaultBotName = "hubbub"
+
+// apiOp is what an API call asks of the hub.
+type apiOp uint8
+
+const (
+	apiPublish apiOp = iota + 1 // post message to room as from
+	apiRooms                    // list rooms and their member counts
+)
+
+// apiCall is one API request on its way to the hub. The handler builds it
+// and never touches it again except to read the reply.
+type apiCall struct {
+	op                  apiOp
+	room, from, message string
+	// reply carries the hub's answer. Buffered (1), so the hub never waits
+	// for a handler that has given up.
+	reply chan apiResult
+}
+
+// apiResult is the hub's answer to an apiCall. ID, Room and Recipients
+// answer apiPublish (and are its response body); Rooms answers apiRooms.
+type apiResult struct {
+	ID         uint64     `json:"id"`
+	Room       string     `json:"room"`
+	Recipients int        `json:"recipients"` // members the message was queued for
+	Rooms      []roomInfo `json:"-"`
+	Err        error      `json:"-"` // the broker refused the message
+}
+
+// serveAPI carries out an API call and answers it. Posting to a room with no
+// members is accepted and reaches nobody; it does not create the room,
+// because rooms exist only while they have members.
+// Must only be called from run.
+func (h *Hub) serveAPI(a *apiCall) {
+	var res apiResult
+	switch a.op {
+	case apiPublish:
+		h.m.received[sourceAPI].Inc()
+		res = apiResult{Room: a.room}
+		if r := h.rooms[a.room]; r != nil {
+			res.Recipients = len(r.members)
+		}
+		// Through the broker like any message (cluster.go), so it reaches
+		// every node, has a seq and is replayed.
+		res.ID, res.Err = h.publishAs(a.room, a.from, a.message, true, nil)
+	case apiRooms:
+		res.Rooms = make([]roomInfo, 0, len(h.rooms))
+		for _, r := range h.rooms {
+			res.Rooms = append(res.Rooms, roomInfo{Name: r.name, Members: len(r.members)})
+		}
+		slices.SortFunc(res.Rooms, func(a, b roomInfo) int { return cmp.Compare(a.Name, b.Name) })
+	}
+	a.reply <- res
+}
+
+// apiRoutes adds the API endpoints to mux when an API key is configured.
+// Without one they do not exist (404), so an unconfigured server exposes no
+// write path besides the WebSocket itself.
+func (s *Server) apiRoutes(mux *http.ServeMux) {
+	if s.cfg.APIKey == "" {
+		return
+	}
+	mux.HandleFunc("POST /api/rooms/{room}/messages", s.requireKey(s.servePublish))
+	mux.HandleFunc("GET /api/rooms", s.requireKey(s.serveRoomList))
+}
+
+// requireKey wraps h so that it runs only for requests bearing the API key.
+func (s *Server) requireKey(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.keyMatches(r.Header.Get("Authorization")) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hubbub"`)
+			apiError(w, http.StatusUnauthorized, "missing or wrong API key")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// keyMatches reports whether an Authorization header carries the API key.
+// Both sides are hashed first so that the constant-time comparison also
+// hides the key's length.
+func (s *Server) keyMatches(header string) bool {
+	const scheme = "bearer "
+	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(header[len(scheme):])))
+	want := sha256.Sum256([]byte(s.cfg.APIKey))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// publishBody is the body of POST /api/rooms/{room}/messages.
+type publishBody struct {
+	Message *string `json:"message"`
+	From    string  `json:"from"`
+}
+
+// servePublish posts a message into a room as a bot sender.
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if !validRoom(room) {
+		apiError(w, http.StatusBadRequest, "bad room: "+roomRule)
+		return
+	}
+	body, status, err := decodePublish(w, r)
+	if err != nil {
+		apiError(w, status, err.Error())
+		return
+	}
+	res, status, err := s.callHub(r.Context(), &apiCall{op: apiPublish, room: room, from: body.From, message: *body.Message})
+	if err == nil && res.Err != nil {
+		err, status = notDelivered(res.Err), http.StatusServiceUnavailable
+	}
+	if err != nil {
+		apiError(w, status, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// decodePublish reads and validates a publish body. On failure it returns
+// the HTTP status that says what was wrong.
+func decodePublish(w http.ResponseWriter, r *http.Request) (publishBody, int, error) {
+	var b publishBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&b)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("more than one JSON value")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return b, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxAPIBody)
+	case err != nil:
+		return b, http.StatusBadRequest, fmt.Errorf(`body must be {"message":"…","from":"…"}: %w`, err)
+	case b.Message == nil:
+		return b, http.StatusBadRequest, errors.New(`body has no "message"`)
+	}
+	if n := utf8.RuneCountInString(strings.TrimSpace(*b.Message)); n > maxMessageRunes {
+		return b, http.StatusRequestEntityTooLarge, fmt.Errorf("message has %d characters; at most %d", n, maxMessageRunes)
+	}
+	if *b.Message = cleanMessage(*b.Message); *b.Message == "" {
+		return b, http.StatusBadRequest, errors.New("empty message")
+	}
+	if b.From == "" {
+		b.From = defaultBotName
+	}
+	if !validName(b.From) {
+		return b, http.StatusBadRequest, errors.New("bad from: " + nameRule)
+	}
+	return b, 0, nil
+}
+
+// serveRoomList lists every room with its member count.
+func (s *Server) serveRoomList(w http.ResponseWriter, r *http.Request) {
+	res, status, err := s.callHub(r.Context(), &apiCall{op: apiRooms})
+	if err != nil {
+		apiError(w, status, err.Error())
+		return
+	}
+	total := 0
+	for _, ri := range res.Rooms {
+		total += ri.Members
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Rooms   []roomInfo `json:"rooms"`
+		Members int        `json:"members"` // sum over all rooms
+	}{res.Rooms, total})
+}
+
+// errHubStopped is the answer to API calls once shutdown has begun.
+var errHubStopped = errors.New("server shutting down")
+
+// callHub submits a to the hub and waits for its answer, for the hub to
+// stop, or for the caller to give up, whichever comes first.
+func (s *Server) callHub(ctx context.Context, a *apiCall) (apiResult, int, error) {
+	if s.draining.Load() {
+		return apiResult{}, http.StatusServiceUnavailable, errHubStopped
+	}
+	a.reply = make(chan apiResult, 1)
+	if !s.hub.submit(request{api: a}) {
+		return apiResult{}, http.StatusServiceUnavailable, errHubStopped
+	}
+	select {
+	case res := <-a.reply:
+		return res, 0, nil
+	case <-s.hub.done:
+		select { // it may have answered just before stopping
+		case res := <-a.reply:
+			return res, 0, nil
+		default:
+			return apiResult{}, http.StatusServiceUnavailable, errHubStopped
+		}
+	case <-ctx.Done():
+		return apiResult{}, http.StatusServiceUnavailable, fmt.Errorf("waiting for the hub: %w", ctx.Err())
+	}
+}
+
+// apiError answers with status and a JSON error body.
+func apiError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+// writeJSON answers with status and v encoded as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
