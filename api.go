@@ -80,8 +80,9 @@ func (h *Hub) serveAPI(a *apiCall) {
 	case apiRooms:
 		res.Rooms = make([]roomInfo, 0, len(h.rooms))
 		for _, r := range h.rooms {
-			res.Rooms = append(res.Rooms, roomInfo{Name: r.name, Members: len(r.members)})
+			res.Rooms = append(res.Rooms, roomInfo{Name: r.name, Members: r.size()})
 		}
+		res.Rooms = h.remoteRooms(res.Rooms) // members on other cluster nodes count too
 		slices.SortFunc(res.Rooms, func(a, b roomInfo) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	a.reply <- res

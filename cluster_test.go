@@ -51,7 +51,7 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 			t.Fatal(err)
 		}
 		c.brs = append(c.brs, b)
-		c.nodes = append(c.nodes, newTestServer(t, Config{MsgRate: -1, broker: b}))
+		c.nodes = append(c.nodes, newTestServer(t, Config{MsgRate: -1, APIKey: testKey, broker: b}))
 	}
 	return c
 }
@@ -440,5 +440,20 @@ func TestClusterStartsWithoutNATS(t *testing.T) {
 	p.skipUntil("error").decode(t, &pe)
 	if pe.Code != errNotDelivered {
 		t.Errorf("error = %+v; want %s", pe, errNotDelivered)
+	}
+}
+
+// TestClusterAPIPublish: a message posted through the HTTP API of a node
+// with nobody in the room still reaches the room's members on another
+// node, marked as a bot and numbered like any other.
+func TestClusterAPIPublish(t *testing.T) {
+	c := newTestCluster(t, 2)
+	bob, _ := c.nodes[1].joined(t, "room", "ops", "name", "bob")
+	status, body := c.nodes[0].api(t, "POST", "/api/rooms/ops/messages", testKey, `{"message":"deploy done","from":"ci"}`)
+	if status != http.StatusOK {
+		t.Fatalf("publish on the other node = %d %s; want 200", status, body)
+	}
+	if m := bob.messagesOf(1)[0]; m.From != "ci" || !m.Bot || m.Message != "deploy done" || m.Seq != 1 {
+		t.Errorf("bob got %+v; want the bot message from ci, seq 1", m)
 	}
 }
