@@ -72,6 +72,7 @@ func (c *Client) readPump() {
 		close(c.readDone)
 		c.hub.unregisterClient(c)
 	}()
+	defer c.recoverPanic("readPump") // runs first, so the exit above still happens
 	cfg := &c.hub.cfg
 	c.conn.SetReadLimit(int64(cfg.MaxMessageSize))
 	c.conn.SetReadDeadline(time.Now().Add(cfg.PongWait))
@@ -100,6 +101,9 @@ func (c *Client) readPump() {
 // false when the reader should stop: the hub has shut down or the client
 // asked to quit.
 func (c *Client) handleFrame(data []byte) bool {
+	if panicHook != nil {
+		panicHook("readPump", c)
+	}
 	if c.format == formatJSON {
 		r := decodeJSON(data)
 		r.c = c
@@ -168,6 +172,7 @@ func (c *Client) writePump() {
 		c.conn.Close()
 		c.hub.finishClient(c)
 	}()
+	defer c.recoverPanic("writePump")
 	for {
 		select {
 		case o, ok := <-c.send:
@@ -217,6 +222,9 @@ func (c *Client) pause(window **time.Timer) {
 // queue's capacity, in one socket write. It reports how many events it
 // wrote and whether it found send closed.
 func (c *Client) writeBatch(first *outbound) (n int, closed bool, err error) {
+	if panicHook != nil {
+		panicHook("writePump", c)
+	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteWait))
 	c.bc.hold()
 	if c.format == formatJSON {

@@ -51,6 +51,8 @@ type Hub struct {
 type hubStats struct {
 	slowConsumers atomic.Uint64 // clients evicted because their queue was full
 	messages      atomic.Uint64 // chat messages accepted
+	conns         atomic.Int64  // gauge: clients with a pump still running; set by run
+	panics        atomic.Uint64 // panics recovered in connection goroutines
 }
 
 // presenceNote is a join, leave or rename waiting to be announced.
@@ -115,6 +117,7 @@ func (h *Hub) run() {
 			}
 		}
 		h.announceLeaves()
+		h.stats.conns.Store(int64(len(h.clients) + len(h.closing)))
 		if h.yield {
 			h.yield = false
 			runtime.Gosched()
