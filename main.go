@@ -52,6 +52,10 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
 	// Default 10s.
 	ShutdownTimeout time.Duration
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers, upgrade included, so a peer trickling bytes
+	// (slowloris) cannot hold a connection. Default 5s.
+	ReadHeaderTimeout time.Duration
 	// LogFormat is "text" or "json". Default "text".
 	LogFormat string
 	// LogLevel is debug, info, warn or error. Default "info".
@@ -79,6 +83,7 @@ func (c Config) withDefaults() Config {
 	set(&c.WriteWait, 10*time.Second)
 	set(&c.CloseGrace, time.Second)
 	set(&c.ShutdownTimeout, 10*time.Second)
+	set(&c.ReadHeaderTimeout, 5*time.Second)
 	switch {
 	case c.BatchWindow == 0:
 		c.BatchWindow = defaultBatchWindow
@@ -125,6 +130,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.BatchWindow, "batch-window", defaultBatchWindow, "pause after a multi-event write so frames fill up (0: off)")
 	fs.IntVar(&c.PresenceLimit, "presence-limit", 100, "no join/leave notices in rooms larger than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful drain")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time allowed for a request's headers (slowloris bound)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
@@ -204,14 +210,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // serve runs hubbub on ln until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
 	s := NewServer(cfg, log)
-	srv := &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second, // cleared by the upgrade on /ws
-		WriteTimeout:      15 * time.Second, // likewise
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(cfg, s.routes(), log)
 	log.Info("hubbub listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()))
 
 	errc := make(chan error, 1)
@@ -234,6 +233,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newHTTPServer returns the http.Server that serves h, with the timeouts
+// that bound slow or silent peers before and during the upgrade. Tests use
+// it too, so they exercise the same limits.
+func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       15 * time.Second, // cleared by the upgrade on /ws
+		WriteTimeout:      15 * time.Second, // likewise
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // displayAddr turns a listen address into one a browser can open.

@@ -58,6 +58,7 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 			WriteBufferSize:  4096,
 			// A shared pool means an idle connection holds no write buffer.
 			WriteBufferPool: &sync.Pool{},
+			Error:           handshakeError, // handshake.go
 			// CheckOrigin is left nil: gorilla then accepts requests with no
 			// Origin (non-browser clients) and same-host browser origins.
 		},

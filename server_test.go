@@ -76,7 +76,10 @@ type testServer struct {
 func newTestServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	s := NewServer(cfg, testLogger(t))
-	ts := httptest.NewServer(s.routes())
+	// The production http.Server, so tests meet the same timeouts.
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = newHTTPServer(s.cfg, s.routes(), testLogger(t))
+	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
