@@ -16,6 +16,7 @@ import (
 // break exactly one part of it.
 type rawUpgrade struct {
 	method  string
+	query   string   // of /ws; default name=raw
 	headers []string // "Name: value" lines after Host
 }
 
@@ -37,7 +38,7 @@ func (u rawUpgrade) without(name string) rawUpgrade {
 			hs = append(hs, h)
 		}
 	}
-	return rawUpgrade{method: u.method, headers: hs}
+	return rawUpgrade{method: u.method, query: u.query, headers: hs}
 }
 
 // with returns a copy of u with header line h added (after removing any
@@ -58,7 +59,11 @@ func (u rawUpgrade) send(t *testing.T, addr string) (net.Conn, *http.Response) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s /ws?name=raw HTTP/1.1\r\nHost: %s\r\n", u.method, addr)
+	q := u.query
+	if q == "" {
+		q = "name=raw"
+	}
+	fmt.Fprintf(&b, "%s /ws?%s HTTP/1.1\r\nHost: %s\r\n", u.method, q, addr)
 	for _, h := range u.headers {
 		b.WriteString(h + "\r\n")
 	}
