@@ -33,13 +33,14 @@ type Hub struct {
 	draining bool           // Shutdown has begun: no new members
 	yield    bool           // a queue is half full: give writers the CPU
 
-	register   chan *Client  // from serveWs, after the upgrade
-	unregister chan *Client  // from readPump, as it exits
-	finished   chan *Client  // from writePump, as it exits
-	inbound    chan request  // chat messages and commands from readPumps
-	quit       chan struct{} // closed by Shutdown: say goodbye to everyone
-	kill       chan struct{} // closed by Shutdown when its deadline passes
-	done       chan struct{} // closed when run returns
+	register chan *Client // from serveWs, after the upgrade
+	// inbound carries chat messages and commands from readPumps, and each
+	// pump's exit (opReaderGone, opWriterGone): one FIFO, so that a client
+	// leaving never overtakes the requests it made before.
+	inbound chan request
+	quit    chan struct{} // closed by Shutdown: say goodbye to everyone
+	kill    chan struct{} // closed by Shutdown when its deadline passes
+	done    chan struct{} // closed when run returns
 
 	quitOnce, killOnce sync.Once
 
@@ -67,18 +68,16 @@ type presenceNote struct {
 // must call Shutdown to stop it.
 func newHub(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{
-		cfg:        cfg,
-		log:        log,
-		clients:    make(map[*Client]struct{}),
-		closing:    make(map[*Client]struct{}),
-		rooms:      make(map[string]*Room),
-		register:   make(chan *Client),
-		unregister: make(chan *Client),
-		finished:   make(chan *Client),
-		inbound:    make(chan request, 1024),
-		quit:       make(chan struct{}),
-		kill:       make(chan struct{}),
-		done:       make(chan struct{}),
+		cfg:      cfg,
+		log:      log,
+		clients:  make(map[*Client]struct{}),
+		closing:  make(map[*Client]struct{}),
+		rooms:    make(map[string]*Room),
+		register: make(chan *Client),
+		inbound:  make(chan request, 1024),
+		quit:     make(chan struct{}),
+		kill:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -91,12 +90,6 @@ func (h *Hub) run() {
 		select {
 		case c := <-h.register:
 			h.add(c)
-		case c := <-h.unregister:
-			c.readExited = true
-			h.release(c)
-		case c := <-h.finished:
-			c.writeExited = true
-			h.release(c)
 		case r := <-h.inbound:
 			h.handle(r)
 		case <-quit:
@@ -150,18 +143,22 @@ func (h *Hub) registerClient(c *Client) bool {
 	}
 }
 
-// unregisterClient tells the hub that c's readPump has exited.
+// unregisterClient tells the hub that c's readPump has exited. It travels
+// on inbound behind c's last requests, so that a message sent just before
+// a close frame, /quit or a dropped connection is still delivered.
 func (h *Hub) unregisterClient(c *Client) {
 	select {
-	case h.unregister <- c:
+	case h.inbound <- request{c: c, op: opReaderGone}:
 	case <-h.done:
 	}
 }
 
-// finishClient tells the hub that c's writePump has exited.
+// finishClient tells the hub that c's writePump has exited. Like
+// unregisterClient it queues behind c's requests: a writer that failed
+// because the peer hung up must not cancel what the peer said first.
 func (h *Hub) finishClient(c *Client) {
 	select {
-	case h.finished <- c:
+	case h.inbound <- request{c: c, op: opWriterGone}:
 	case <-h.done:
 	}
 }
@@ -264,6 +261,16 @@ func (h *Hub) broadcast(r *Room, o *outbound, skip *Client) {
 // handle carries out one client request. Must only be called from run.
 func (h *Hub) handle(r request) {
 	c := r.c
+	switch r.op {
+	case opReaderGone:
+		c.readExited = true
+		h.release(c)
+		return
+	case opWriterGone:
+		c.writeExited = true
+		h.release(c)
+		return
+	}
 	if !c.active {
 		return // evicted while the request was queued
 	}

@@ -62,14 +62,16 @@ const (
 type op uint8
 
 const (
-	opSay   op = iota + 1 // post arg to the current room
-	opJoin                // move to room arg
-	opNick                // take name arg
-	opWho                 // list the current room's members
-	opRooms               // list rooms
-	opHelp                // text mode: show the command list
-	opQuit                // text mode: leave and close
-	opFail                // the frame was bad: tell the client err
+	opSay        op = iota + 1 // post arg to the current room
+	opJoin                     // move to room arg
+	opNick                     // take name arg
+	opWho                      // list the current room's members
+	opRooms                    // list rooms
+	opHelp                     // text mode: show the command list
+	opQuit                     // text mode: leave and close
+	opFail                     // the frame was bad: tell the client err
+	opReaderGone               // readPump has exited (sent by the hub's own helpers, never decoded)
+	opWriterGone               // writePump has exited (likewise)
 )
 
 // request is one decoded client action on its way to the hub. It is built
