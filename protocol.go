@@ -203,7 +203,9 @@ func parseLine(line string) request {
 	case "quit":
 		return request{op: opQuit}
 	}
-	return failf(errUnknownCommand, "%s: /%s", textHelpHint, truncate(cmd, 20))
+	// cmd is echoed unquoted, so clean it like a message: the reply is a
+	// text frame (which must be UTF-8) bound for a terminal.
+	return failf(errUnknownCommand, "%s: /%s", textHelpHint, truncate(cleanMessage(cmd), 20))
 }
 
 // sayRequest validates and cleans a chat message.
