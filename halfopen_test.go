@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -84,7 +85,11 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 		p99Bound = time.Second
 		runBound = 60 * time.Second
 	)
-	s, ln := newShrinkingServer(t, Config{})
+	var ln *shrinkingListener
+	s := newServerWith(t, Config{}, testLogger(t), func(l net.Listener) net.Listener {
+		ln = &shrinkingListener{Listener: l}
+		return ln
+	})
 	conns := make([]*websocket.Conn, chatters)
 	for i := range conns {
 		p, _ := s.joined(t, "room", "busy", "name", fmt.Sprintf("c%d", i))
@@ -265,15 +270,16 @@ func (l *shrinkingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// newShrinkingServer is newTestServer with a shrinkingListener under the
-// HTTP server.
-func newShrinkingServer(t *testing.T, cfg Config) (*testServer, *shrinkingListener) {
+// newServerWith is newTestServer with a chosen logger and, if wrap is not
+// nil, a wrapper around the listener.
+func newServerWith(t *testing.T, cfg Config, log *slog.Logger, wrap func(net.Listener) net.Listener) *testServer {
 	t.Helper()
-	s := NewServer(cfg, testLogger(t))
+	s := NewServer(cfg, log)
 	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = newHTTPServer(s.cfg, s.routes(), testLogger(t))
-	ln := &shrinkingListener{Listener: ts.Listener}
-	ts.Listener = ln
+	ts.Config = newHTTPServer(s.cfg, s.routes(), log)
+	if wrap != nil {
+		ts.Listener = wrap(ts.Listener)
+	}
 	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -283,5 +289,5 @@ func newShrinkingServer(t *testing.T, cfg Config) (*testServer, *shrinkingListen
 		}
 		ts.Close()
 	})
-	return &testServer{Server: s, ts: ts}, ln
+	return &testServer{Server: s, ts: ts}
 }
