@@ -113,10 +113,9 @@ func (c *Client) handleFrame(data []byte) bool {
 		r := parseLine(line)
 		r.c = c
 		if r.op == opQuit {
-			// Say goodbye from here: the hub will close send as soon as
-			// we unregister, and writePump then completes the close.
-			c.conn.WriteControl(websocket.CloseMessage,
-				websocket.FormatCloseMessage(closeNormal, "bye"), time.Now().Add(c.hub.cfg.WriteWait))
+			// The hub says goodbye (1000 "bye") after everything already
+			// queued for us, such as the answer to a /who just before.
+			c.hub.submit(r)
 			return false
 		}
 		if !c.hub.submit(r) {

@@ -101,3 +101,23 @@ func TestLastWordsBeforeLeaving(t *testing.T) {
 		}
 	}
 }
+
+// TestQuitAfterQueuedReplies sends /who and /quit in one frame: the answer
+// to /who must arrive before the goodbye, not be cut off by it.
+func TestQuitAfterQueuedReplies(t *testing.T) {
+	s := newTestServer(t, Config{})
+	for i := range 20 { // the race was timing-dependent
+		q := s.dial(t, "format", "text", "name", fmt.Sprintf("q%d", i))
+		q.lineWith("you are")
+		q.sendRaw("/who\nlast words\n/quit")
+		if l := q.lineWith("members"); !strings.HasPrefix(l, "* members of general") {
+			t.Fatalf("got %q; want the /who answer", l)
+		}
+		if l := q.line(); !strings.HasSuffix(l, ": last words") {
+			t.Fatalf("got %q; want the last words", l)
+		}
+		if code := q.closeCode(5 * time.Second); code != websocket.CloseNormalClosure {
+			t.Fatalf("close code %d; want 1000", code)
+		}
+	}
+}

@@ -297,6 +297,8 @@ func (h *Hub) handle(r request) {
 		}
 	case opFail:
 		h.deliver(c, errorEvent(r.err))
+	case opQuit:
+		h.evict(c, closeNormal, "bye") // writePump sends what is queued, then the close
 	}
 }
 
