@@ -78,7 +78,9 @@ func (bus *memoryBus) node(name string) *memoryBroker {
 	}
 	bus.mu.Lock()
 	bus.nodes[b] = struct{}{}
+	b.started = true // at once, not on first use: a server's goroutines are fixed from the start
 	bus.mu.Unlock()
+	go b.run()
 	return b
 }
 

@@ -95,6 +95,7 @@ func (c *Client) readPump() {
 		c.hub.unregisterClient(c)
 		c.pumpExited()
 	}()
+	defer c.recoverPanic("readPump") // runs first, so the exit above still happens
 	cfg := &c.hub.cfg
 	c.conn.SetReadLimit(int64(cfg.MaxMessageSize))
 	c.conn.SetReadDeadline(time.Now().Add(cfg.PongWait))
@@ -126,6 +127,9 @@ func (c *Client) readPump() {
 // false when the reader should stop: the hub has shut down or the client
 // asked to quit.
 func (c *Client) handleFrame(data []byte) bool {
+	if panicHook != nil {
+		panicHook("readPump", c)
+	}
 	if c.format == formatJSON {
 		r := decodeJSON(data)
 		r.c = c
@@ -135,10 +139,9 @@ func (c *Client) handleFrame(data []byte) bool {
 		r := parseLine(line)
 		r.c = c
 		if r.op == opQuit {
-			// Say goodbye from here: the hub will close send as soon as
-			// we unregister, and writePump then completes the close.
-			c.conn.WriteControl(websocket.CloseMessage,
-				websocket.FormatCloseMessage(closeNormal, "bye"), time.Now().Add(c.hub.cfg.WriteWait))
+			// The hub says goodbye (1000 "bye") after everything already
+			// queued for us, such as the answer to a /who just before.
+			c.hub.submit(r)
 			return false
 		}
 		if !c.submit(r) {
@@ -210,6 +213,7 @@ func (c *Client) writePump() {
 		c.hub.finishClient(c)
 		c.pumpExited()
 	}()
+	defer c.recoverPanic("writePump")
 	for {
 		select {
 		case o, ok := <-c.send:
@@ -259,6 +263,9 @@ func (c *Client) pause(window **time.Timer) {
 // queue's capacity, in one socket write. It reports how many events it
 // wrote and whether it found send closed.
 func (c *Client) writeBatch(first *outbound) (n int, closed bool, err error) {
+	if panicHook != nil {
+		panicHook("writePump", c)
+	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteWait))
 	c.bc.hold()
 	if c.format == formatJSON {

@@ -36,13 +36,14 @@ type Hub struct {
 	broker   Broker         // carries messages and presence (cluster.go); safe from any goroutine
 	cl       clusterState   // room subscriptions and remote members (cluster.go)
 
-	register   chan *Client  // from serveWs, after the upgrade
-	unregister chan *Client  // from readPump, as it exits
-	finished   chan *Client  // from writePump, as it exits
-	inbound    chan request  // chat messages and commands from readPumps
-	quit       chan struct{} // closed by Shutdown: say goodbye to everyone
-	kill       chan struct{} // closed by Shutdown when its deadline passes
-	done       chan struct{} // closed when run returns
+	register chan *Client // from serveWs, after the upgrade
+	// inbound carries chat messages and commands from readPumps, and each
+	// pump's exit (opReaderGone, opWriterGone): one FIFO, so that a client
+	// leaving never overtakes the requests it made before.
+	inbound chan request
+	quit    chan struct{} // closed by Shutdown: say goodbye to everyone
+	kill    chan struct{} // closed by Shutdown when its deadline passes
+	done    chan struct{} // closed when run returns
 
 	quitOnce, killOnce sync.Once
 
@@ -61,6 +62,8 @@ type hubStats struct {
 	slowConsumers atomic.Uint64 // clients evicted because their queue was full
 	messages      atomic.Uint64 // chat messages delivered by the broker
 	undelivered   atomic.Uint64 // chat messages the broker refused or lost (sender told)
+	conns         atomic.Int64  // gauge: clients with a pump still running; set by run
+	panics        atomic.Uint64 // panics recovered in connection goroutines
 }
 
 // presenceNote is a join, leave or rename waiting to be announced.
@@ -75,20 +78,18 @@ type presenceNote struct {
 // must call Shutdown to stop it.
 func newHub(cfg Config, log *slog.Logger) *Hub {
 	h := &Hub{
-		cfg:        cfg,
-		log:        log,
-		clients:    make(map[*Client]struct{}),
-		closing:    make(map[*Client]struct{}),
-		rooms:      make(map[string]*Room),
-		history:    newHistoryBook(cfg, log),
-		register:   make(chan *Client),
-		unregister: make(chan *Client),
-		finished:   make(chan *Client),
-		inbound:    make(chan request, 1024),
-		quit:       make(chan struct{}),
-		kill:       make(chan struct{}),
-		done:       make(chan struct{}),
-		m:          newMetrics(),
+		cfg:      cfg,
+		log:      log,
+		clients:  make(map[*Client]struct{}),
+		closing:  make(map[*Client]struct{}),
+		rooms:    make(map[string]*Room),
+		history:  newHistoryBook(cfg, log),
+		register: make(chan *Client),
+		inbound:  make(chan request, 1024),
+		quit:     make(chan struct{}),
+		kill:     make(chan struct{}),
+		done:     make(chan struct{}),
+		m:        newMetrics(),
 	}
 	h.attachBroker(cfg.broker)
 	return h
@@ -104,15 +105,6 @@ func (h *Hub) run() {
 		case c := <-h.register:
 			h.m.connectsTotal.Inc()
 			h.add(c)
-		case c := <-h.unregister:
-			c.readExited = true
-			if c.exitReason != "" {
-				h.drop(c, c.exitReason, closeNormal, "")
-			}
-			h.release(c)
-		case c := <-h.finished:
-			c.writeExited = true
-			h.release(c)
 		case r := <-h.inbound:
 			h.handle(r)
 		case <-quit:
@@ -135,6 +127,7 @@ func (h *Hub) run() {
 		h.announceLeaves()
 		h.m.connections.Set(float64(len(h.clients)))
 		h.m.rooms.Set(float64(len(h.rooms)))
+		h.stats.conns.Store(int64(len(h.clients) + len(h.closing)))
 		if h.yield {
 			h.yield = false
 			runtime.Gosched()
@@ -168,18 +161,22 @@ func (h *Hub) registerClient(c *Client) bool {
 	}
 }
 
-// unregisterClient tells the hub that c's readPump has exited.
+// unregisterClient tells the hub that c's readPump has exited. It travels
+// on inbound behind c's last requests, so that a message sent just before
+// a close frame, /quit or a dropped connection is still delivered.
 func (h *Hub) unregisterClient(c *Client) {
 	select {
-	case h.unregister <- c:
+	case h.inbound <- request{c: c, op: opReaderGone}:
 	case <-h.done:
 	}
 }
 
-// finishClient tells the hub that c's writePump has exited.
+// finishClient tells the hub that c's writePump has exited. Like
+// unregisterClient it queues behind c's requests: a writer that failed
+// because the peer hung up must not cancel what the peer said first.
 func (h *Hub) finishClient(c *Client) {
 	select {
-	case h.finished <- c:
+	case h.inbound <- request{c: c, op: opWriterGone}:
 	case <-h.done:
 	}
 }
@@ -307,6 +304,19 @@ func (h *Hub) handle(r request) {
 		return
 	}
 	c := r.c
+	switch r.op {
+	case opReaderGone:
+		c.readExited = true
+		if c.exitReason != "" { // the reader ended it: pong timeout, 1009, …
+			h.drop(c, c.exitReason, closeNormal, "")
+		}
+		h.release(c)
+		return
+	case opWriterGone:
+		c.writeExited = true
+		h.release(c)
+		return
+	}
 	if !c.active {
 		return // evicted while the request was queued
 	}
@@ -334,6 +344,8 @@ func (h *Hub) handle(r request) {
 		h.deliver(c, errorEvent(r.err))
 	case opKick:
 		h.evict(c, closePolicy, "flooding")
+	case opQuit:
+		h.evict(c, closeNormal, "bye") // writePump sends what is queued, then the close
 	}
 }
 

@@ -53,6 +53,10 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
 	// Default 10s.
 	ShutdownTimeout time.Duration
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers, upgrade included, so a peer trickling bytes
+	// (slowloris) cannot hold a connection. Default 5s.
+	ReadHeaderTimeout time.Duration
 	// LogFormat is "text" or "json". Default "text".
 	LogFormat string
 	// LogLevel is debug, info, warn or error. Default "info".
@@ -154,6 +158,7 @@ func (c Config) withDefaults() Config {
 	set(&c.WriteWait, 10*time.Second)
 	set(&c.CloseGrace, time.Second)
 	set(&c.ShutdownTimeout, 10*time.Second)
+	set(&c.ReadHeaderTimeout, 5*time.Second)
 	if c.BatchWindow == 0 {
 		c.BatchWindow = defaultBatchWindow // negative stays: it means off
 	}
@@ -226,6 +231,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.BatchWindow, "batch-window", defaultBatchWindow, "pause after a multi-event write so frames fill up (0: off)")
 	fs.IntVar(&c.PresenceLimit, "presence-limit", 100, "no join/leave notices in rooms larger than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful drain")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time allowed for a request's headers (slowloris bound)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&c.History, "history", 100, "messages kept per room for replay and recovery (0: off)")
@@ -375,14 +381,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second, // cleared by the upgrade on /ws
-		WriteTimeout:      15 * time.Second, // likewise
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(cfg, s.routes(), log)
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		tc, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
@@ -418,6 +417,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newHTTPServer returns the http.Server that serves h, with the timeouts
+// that bound slow or silent peers before and during the upgrade. Tests use
+// it too, so they exercise the same limits.
+func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       15 * time.Second, // cleared by the upgrade on /ws
+		WriteTimeout:      15 * time.Second, // likewise
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // displayAddr turns a listen address into one a browser can open.

@@ -65,16 +65,18 @@ const (
 type op uint8
 
 const (
-	opSay    op = iota + 1 // post arg to the current room
-	opJoin                 // move to room arg
-	opNick                 // take name arg
-	opWho                  // list the current room's members
-	opRooms                // list rooms
-	opHelp                 // text mode: show the command list
-	opQuit                 // text mode: leave and close
-	opFail                 // the frame was bad: tell the client err
-	opKick                 // the client kept flooding: close it with 1008
-	opBroker               // not from a client: a broker delivery (bk)
+	opSay        op = iota + 1 // post arg to the current room
+	opJoin                     // move to room arg
+	opNick                     // take name arg
+	opWho                      // list the current room's members
+	opRooms                    // list rooms
+	opHelp                     // text mode: show the command list
+	opQuit                     // text mode: leave and close
+	opFail                     // the frame was bad: tell the client err
+	opKick                     // the client kept flooding: close it with 1008
+	opBroker                   // not from a client: a broker delivery (bk)
+	opReaderGone               // readPump has exited (sent by the hub's own helpers, never decoded)
+	opWriterGone               // writePump has exited (likewise)
 )
 
 // request is one decoded client action on its way to the hub. It is built
@@ -209,7 +211,9 @@ func parseLine(line string) request {
 	case "quit":
 		return request{op: opQuit}
 	}
-	return failf(errUnknownCommand, "%s: /%s", textHelpHint, truncate(cmd, 20))
+	// cmd is echoed unquoted, so clean it like a message: the reply is a
+	// text frame (which must be UTF-8) bound for a terminal.
+	return failf(errUnknownCommand, "%s: /%s", textHelpHint, truncate(cleanMessage(cmd), 20))
 }
 
 // sayRequest validates and cleans a chat message.

@@ -145,6 +145,9 @@ func FuzzDecode(f *testing.F) {
 				if r.err == nil || r.err.Code == "" {
 					t.Fatalf("failure without error code for %q", data)
 				}
+				if !utf8.ValidString(r.err.Message) {
+					t.Fatalf("error message %q for %q is not UTF-8", r.err.Message, data)
+				}
 			case opSay:
 				if r.arg == "" || !utf8.ValidString(r.arg) || strings.ContainsAny(r.arg, "\x00\n\r\x1b") {
 					t.Fatalf("accepted unclean message %q from %q", r.arg, data)

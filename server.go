@@ -66,6 +66,7 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 			WriteBufferSize:  4096,
 			// A shared pool means an idle connection holds no write buffer.
 			WriteBufferPool: &sync.Pool{},
+			Error:           handshakeError, // handshake.go
 		},
 		auth:   newAuthenticator(cfg, log),
 		conns:  newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
