@@ -176,7 +176,7 @@ func BenchmarkBroadcastEncoding(b *testing.B) {
 }
 
 // TestBroadcastEncodesOnce proves the claim the benchmark above measures:
-// a broadcast allocates the same whether the room has 1 member or 1,000,
+// a broadcast allocates the same whether the room has 100 members or 10,000,
 // so the event is encoded once and the recipients share it.
 func TestBroadcastEncodesOnce(t *testing.T) {
 	now := time.Now()
@@ -187,12 +187,14 @@ func TestBroadcastEncodesOnce(t *testing.T) {
 			drainRoom(r)
 		})
 	}
-	one, many := allocs(1), allocs(1000)
-	if one == 0 {
+	// 100 and 10,000 rather than 1: the race detector adds an allocation
+	// when a broadcast walks a map with more than a handful of members.
+	few, many := allocs(100), allocs(10000)
+	if few == 0 {
 		t.Fatal("encoding a message allocated nothing; the measurement is broken")
 	}
-	if many != one {
-		t.Errorf("broadcast to 1000 members: %v allocations; to 1 member: %v; want equal", many, one)
+	if many != few {
+		t.Errorf("broadcast to 10000 members: %v allocations; to 100 members: %v; want equal", many, few)
 	}
 }
 

@@ -39,6 +39,14 @@ type Client struct {
 	// half full. Buffered (1); the hub sends without blocking; never closed.
 	kick chan struct{}
 
+	// ping asks writePump to ping the peer (pinger.go). Buffered (1); the
+	// hub sends without blocking; never closed.
+	ping chan struct{}
+
+	// wait parks readPump until the socket is readable (readwait.go).
+	// Used only by readPump.
+	wait readWaiter
+
 	// readDone is closed by readPump when it returns, so writePump can wait
 	// for the peer's half of the closing handshake.
 	readDone chan struct{}
@@ -79,6 +87,7 @@ func (c *Client) readPump() {
 		return c.conn.SetReadDeadline(time.Now().Add(cfg.PongWait))
 	})
 	for {
+		c.wait.wait()
 		mt, data, err := c.conn.ReadMessage()
 		if err != nil {
 			c.logReadError(err)
@@ -158,10 +167,8 @@ func (c *Client) logReadError(err error) {
 // reports to the hub on the way out.
 func (c *Client) writePump() {
 	cfg := &c.hub.cfg
-	ticker := time.NewTicker(cfg.PingPeriod)
 	var window *time.Timer // created on the first pause
 	defer func() {
-		ticker.Stop()
 		if window != nil {
 			window.Stop()
 		}
@@ -187,7 +194,7 @@ func (c *Client) writePump() {
 			if n > 1 && cfg.BatchWindow > 0 {
 				c.pause(&window)
 			}
-		case <-ticker.C:
+		case <-c.ping:
 			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
 			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
 				c.log.Debug("ping failed", "err", err)

@@ -85,8 +85,12 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 func (h *Hub) run() {
 	defer close(h.done)
 	quit, kill := h.quit, h.kill
+	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pinger.go
+	defer ping.Stop()
 	for {
 		select {
+		case <-ping.C:
+			h.pingAll()
 		case c := <-h.register:
 			h.add(c)
 		case c := <-h.unregister:

@@ -36,6 +36,7 @@ type Server struct {
 	log      *slog.Logger
 	hub      *Hub
 	upgrader websocket.Upgrader
+	mem      *memReleaser // returns handshake garbage after connect bursts
 
 	// ctx is cancelled by Shutdown; /echo connections watch it.
 	ctx    context.Context
@@ -52,10 +53,12 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 		cfg: cfg,
 		log: log,
 		hub: newHub(cfg, log),
+		mem: newMemReleaser(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.WriteWait,
-			ReadBufferSize:   1024,
-			WriteBufferSize:  4096,
+			// 0: adopt the hijacked reader, which hijackWrapper makes a
+			// readBufferSize one (/echo keeps net/http's 4 KiB one).
+			WriteBufferSize: 4096,
 			// A shared pool means an idle connection holds no write buffer.
 			WriteBufferPool: &sync.Pool{},
 			// CheckOrigin is left nil: gorilla then accepts requests with no
@@ -65,6 +68,7 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 		cancel: cancel,
 	}
 	go s.hub.run()
+	go s.mem.run(ctx.Done())
 	return s
 }
 
@@ -136,10 +140,13 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		addr:     r.RemoteAddr,
 		send:     make(chan *outbound, s.cfg.SendQueue),
 		readDone: make(chan struct{}), kick: make(chan struct{}, 1),
+		ping:     make(chan struct{}, 1),
+		wait:     newReadWaiter(hw.bc.Conn, hw.br),
 		wantRoom: room,
 		wantName: name,
 	}
 	c.log = s.log.With("client", c.addr)
+	s.mem.noteAccepted()
 	if !s.hub.registerClient(c) {
 		conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteWait))
@@ -193,6 +200,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	err := s.hub.Shutdown(ctx)
 	s.echoes.Wait() // bounded: cancel closed every echo connection
+	<-s.mem.done    // prompt: cancel stopped it
 	return err
 }
 
