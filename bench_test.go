@@ -187,14 +187,15 @@ func TestBroadcastEncodesOnce(t *testing.T) {
 			drainRoom(r)
 		})
 	}
-	// 100 and 10,000 rather than 1: the race detector adds an allocation
-	// when a broadcast walks a map with more than a handful of members.
 	few, many := allocs(100), allocs(10000)
 	if few == 0 {
 		t.Fatal("encoding a message allocated nothing; the measurement is broken")
 	}
-	if many != few {
-		t.Errorf("broadcast to 10000 members: %v allocations; to 100 members: %v; want equal", many, few)
+	// Per-recipient encoding would add 9,900 allocations. The slack of 2
+	// is for the race detector, which allocates a little as a broadcast
+	// walks a large map.
+	if many > few+2 {
+		t.Errorf("broadcast to 10000 members: %v allocations; to 100 members: %v; want the same", many, few)
 	}
 }
 

@@ -168,6 +168,9 @@ func (c *Client) logReadError(err error) {
 func (c *Client) writePump() {
 	cfg := &c.hub.cfg
 	var window *time.Timer // created on the first pause
+	// Writes run on the hub's writer pool so that this goroutine's stack
+	// stays small (writerpool.go); wrote is its completion signal.
+	wrote := make(chan struct{}, 1)
 	defer func() {
 		if window != nil {
 			window.Stop()
@@ -182,7 +185,10 @@ func (c *Client) writePump() {
 				c.closeHandshake()
 				return
 			}
-			n, closed, err := c.writeBatch(o)
+			var n int
+			var closed bool
+			var err error
+			c.hub.writers.do(func() { n, closed, err = c.writeBatch(o) }, wrote)
 			if err != nil {
 				c.log.Debug("write failed", "err", err)
 				return
@@ -195,8 +201,12 @@ func (c *Client) writePump() {
 				c.pause(&window)
 			}
 		case <-c.ping:
-			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
-			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
+			var err error
+			c.hub.writers.do(func() {
+				c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
+				err = c.conn.WriteMessage(websocket.PingMessage, nil)
+			}, wrote)
+			if err != nil {
 				c.log.Debug("ping failed", "err", err)
 				return
 			}

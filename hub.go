@@ -43,6 +43,10 @@ type Hub struct {
 
 	quitOnce, killOnce sync.Once
 
+	// writers runs writePumps' socket writes (writerpool.go). Started and
+	// stopped by run, after the last pump has exited.
+	writers *writerPool
+
 	stats hubStats
 }
 
@@ -77,6 +81,7 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 		quit:       make(chan struct{}),
 		kill:       make(chan struct{}),
 		done:       make(chan struct{}),
+		writers:    newWriterPool(),
 	}
 }
 
@@ -84,6 +89,8 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 // pumps have exited, so no connection goroutine outlives it.
 func (h *Hub) run() {
 	defer close(h.done)
+	h.writers.start()
+	defer h.writers.close() // run returns only once every writePump has exited
 	quit, kill := h.quit, h.kill
 	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pinger.go
 	defer ping.Stop()
