@@ -82,16 +82,32 @@ func (b *batchConn) flush() error {
 // batchConn, so the WebSocket library builds its connection on top of it.
 type hijackWrapper struct {
 	http.ResponseWriter
-	bc *batchConn // set by Hijack
+	bc *batchConn    // set by Hijack
+	br *bufio.Reader // set by Hijack: the read buffer gorilla will use, or nil
 }
 
-// Hijack takes over the connection and wraps it.
+// readBufferSize is the per-connection read buffer. Client frames are at
+// most MaxMessageSize (512) bytes and gorilla reads larger payloads past the
+// buffer, so a small one costs nothing but saves memory on every idle
+// connection.
+const readBufferSize = 512
+
+// Hijack takes over the connection and wraps it. It also swaps net/http's
+// 4 KiB read buffer for a readBufferSize one: an Upgrader with
+// ReadBufferSize 0 adopts the hijacked reader as the connection's buffer,
+// and readPump needs to see that buffer (readWaiter). net/http's reader is
+// only swapped when empty; a client that sent data before the handshake
+// completed is refused by gorilla either way.
 func (w *hijackWrapper) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	w.bc = &batchConn{Conn: conn}
+	if brw.Reader.Buffered() == 0 {
+		w.br = bufio.NewReaderSize(w.bc, readBufferSize)
+		brw = bufio.NewReadWriter(w.br, brw.Writer)
+	}
 	return w.bc, brw, nil
 }
 

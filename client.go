@@ -40,6 +40,14 @@ type Client struct {
 	// half full. Buffered (1); the hub sends without blocking; never closed.
 	kick chan struct{}
 
+	// ping asks writePump to ping the peer (pinger.go). Buffered (1); the
+	// hub sends without blocking; never closed.
+	ping chan struct{}
+
+	// wait parks readPump until the socket is readable (readwait.go).
+	// Used only by readPump.
+	wait readWaiter
+
 	// readDone is closed by readPump when it returns, so writePump can wait
 	// for the peer's half of the closing handshake.
 	readDone chan struct{}
@@ -103,6 +111,7 @@ func (c *Client) readPump() {
 		return c.conn.SetReadDeadline(time.Now().Add(cfg.PongWait))
 	})
 	for {
+		c.wait.wait()
 		mt, data, err := c.conn.ReadMessage()
 		if err != nil {
 			c.noteDrop(c.logReadError(err))
@@ -202,10 +211,11 @@ func (c *Client) logReadError(err error) dropReason {
 // reports to the hub on the way out.
 func (c *Client) writePump() {
 	cfg := &c.hub.cfg
-	ticker := time.NewTicker(cfg.PingPeriod)
 	var window *time.Timer // created on the first pause
+	// Writes run on the hub's writer pool so that this goroutine's stack
+	// stays small (writerpool.go); wrote is its completion signal.
+	wrote := make(chan struct{}, 1)
 	defer func() {
-		ticker.Stop()
 		if window != nil {
 			window.Stop()
 		}
@@ -221,7 +231,10 @@ func (c *Client) writePump() {
 				c.closeHandshake()
 				return
 			}
-			n, closed, err := c.writeBatch(o)
+			var n int
+			var closed bool
+			var err error
+			c.hub.writers.do(func() { n, closed, err = c.writeBatch(o) }, wrote)
 			if err != nil {
 				c.log.Debug("write failed", "err", err)
 				return
@@ -233,9 +246,13 @@ func (c *Client) writePump() {
 			if n > 1 && cfg.BatchWindow > 0 {
 				c.pause(&window)
 			}
-		case <-ticker.C:
-			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
-			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
+		case <-c.ping:
+			var err error
+			c.hub.writers.do(func() {
+				c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
+				err = c.conn.WriteMessage(websocket.PingMessage, nil)
+			}, wrote)
+			if err != nil {
 				c.log.Debug("ping failed", "err", err)
 				return
 			}

@@ -12,7 +12,7 @@ import (
 
 // pumpClient builds a Client around a wired connection for a hub that is
 // not running: done is closed so the pump's reports to the hub return.
-func pumpClient(t *testing.T, w *wiredConn, f format, queued int) *Client {
+func pumpClient(t testing.TB, w *wiredConn, f format, queued int) *Client {
 	h := newHub(Config{}.withDefaults(), testLogger(t))
 	close(h.done)
 	return &Client{

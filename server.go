@@ -40,6 +40,7 @@ type Server struct {
 	auth     *authenticator
 	conns    *connLimiter
 	origins  originPolicy
+	mem      *memReleaser // returns handshake garbage after connect bursts
 
 	// ctx is cancelled by Shutdown; /echo connections watch it.
 	ctx    context.Context
@@ -60,10 +61,12 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 		cfg: cfg,
 		log: log,
 		hub: newHub(cfg, log),
+		mem: newMemReleaser(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.WriteWait,
-			ReadBufferSize:   1024,
-			WriteBufferSize:  4096,
+			// 0: adopt the hijacked reader, which hijackWrapper makes a
+			// readBufferSize one (/echo keeps net/http's 4 KiB one).
+			WriteBufferSize: 4096,
 			// A shared pool means an idle connection holds no write buffer.
 			WriteBufferPool: &sync.Pool{},
 			Error:           handshakeError, // handshake.go
@@ -87,6 +90,7 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	go s.hub.run()
 	s.sweeps.Add(1)
 	go s.sweepAuth()
+	go s.mem.run(ctx.Done())
 	return s
 }
 
@@ -175,6 +179,8 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		addr:     r.RemoteAddr,
 		send:     make(chan *outbound, s.cfg.SendQueue),
 		readDone: make(chan struct{}), kick: make(chan struct{}, 1),
+		ping:     make(chan struct{}, 1),
+		wait:     newReadWaiter(hw.bc.Conn, hw.br),
 		wantRoom: room,
 		wantName: name,
 		resume:   resume,
@@ -186,6 +192,7 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 	if account != "" {
 		c.log = c.log.With("user", account)
 	}
+	s.mem.noteAccepted()
 	if !s.hub.registerClient(c) {
 		release()
 		conn.WriteControl(websocket.CloseMessage,
@@ -247,6 +254,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.hub.Shutdown(ctx)
 	s.echoes.Wait() // bounded: cancel closed every echo connection
 	s.sweeps.Wait() // cancel stopped it
+	<-s.mem.done    // prompt: cancel stopped it too
 	// run has returned (Shutdown waits for done), so the history is ours,
 	// and no broker callback can be waiting for the hub any more.
 	return errors.Join(err, s.hub.history.close(), s.hub.broker.Close())

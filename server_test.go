@@ -391,7 +391,7 @@ func TestConnectParamsRejected(t *testing.T) {
 // wireServer runs a handler that upgrades through hijackWrapper and hands
 // out the server-side connection, so writePump can be tested over a real
 // socket without the hub deciding when events arrive.
-func wireServer(t *testing.T) (conns <-chan *wiredConn, dialURL string) {
+func wireServer(t testing.TB) (conns <-chan *wiredConn, dialURL string) {
 	ch := make(chan *wiredConn, 1)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hw := &hijackWrapper{ResponseWriter: w}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// The benchmarks here measure hubbub's hot paths one at a time; the load
+// generator in cmd/hubbub-bench measures the whole server over sockets
+// (docs/BENCHMARKS.md). CI runs each once (-benchtime=1x) so they cannot
+// rot, which is why every setup here is bounded and quick.
+//
+//	go test -run '^$' -bench . -benchmem
+
+// benchLogger discards everything: per-event logging would dominate.
+var benchLogger = slog.New(slog.DiscardHandler)
+
+// newMessagePrefix identifies chat messages among the events a fake client
+// receives (its greeting and presence notices are not counted).
+var newMessagePrefix = []byte(`{"type":"new_message"`)
+
+// fakeMember is a hub client without a socket: a goroutine owned by the
+// benchmark drains its send queue and does the reporting that readPump and
+// writePump would, so the hub lets go of it at shutdown.
+type fakeMember struct {
+	c      *Client
+	joined chan struct{} // closed when the first event (the greeting) arrives
+}
+
+// startFakeMember registers a socketless client in room and starts its
+// drainer, which calls delivered.Done for every chat message it receives.
+// The drainer exits when the hub closes send (at Shutdown).
+func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.WaitGroup) *fakeMember {
+	c := &Client{
+		hub: h, format: formatJSON, addr: name, log: benchLogger,
+		send:     make(chan *outbound, h.cfg.SendQueue),
+		kick:     make(chan struct{}, 1),
+		readDone: make(chan struct{}),
+		wantRoom: room, wantName: name,
+	}
+	m := &fakeMember{c: c, joined: make(chan struct{})}
+	if !h.registerClient(c) {
+		b.Fatal("hub stopped before register")
+	}
+	go func() {
+		first := true
+		for o := range c.send {
+			if first {
+				close(m.joined)
+				first = false
+			}
+			if bytes.HasPrefix(o.json, newMessagePrefix) {
+				delivered.Done()
+			}
+		}
+		close(c.readDone)
+		h.unregisterClient(c)
+		h.finishClient(c)
+	}()
+	return m
+}
+
+// BenchmarkHubFanout measures what one broadcast costs the hub: a chat
+// message from one member of a room of n, encoded once and queued for all n.
+// The hub runs as in production; only the sockets are missing, so the
+// figure is the hub's share of a delivery (ns/delivery) plus the channel
+// hand-off to each client's writer. allocs/op counts allocations per
+// broadcast and stays flat as n grows (see TestBroadcastEncodesOnce).
+func BenchmarkHubFanout(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run("members="+strconv.Itoa(n), func(b *testing.B) {
+			// PresenceLimit 1: no join notices while n members arrive.
+			cfg := Config{SendQueue: 256, PresenceLimit: 1}.withDefaults()
+			h := newHub(cfg, benchLogger)
+			go h.run()
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := h.Shutdown(ctx); err != nil {
+					b.Errorf("hub shutdown: %v", err)
+				}
+			}()
+			var delivered sync.WaitGroup
+			members := make([]*fakeMember, n)
+			for i := range members {
+				members[i] = startFakeMember(b, h, "bench", "m"+strconv.Itoa(i), &delivered)
+			}
+			for _, m := range members {
+				<-m.joined
+			}
+			sender := members[0].c
+
+			// Keep at most inFlight broadcasts unfinished, far below the
+			// send queue, so no drainer falls behind far enough to be
+			// evicted as a slow consumer.
+			const inFlight = 32
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				batch := min(inFlight, b.N-done)
+				delivered.Add(batch * n)
+				for range batch {
+					if !h.submit(request{c: sender, op: opSay, arg: "hello, everyone"}) {
+						b.Fatal("hub stopped")
+					}
+				}
+				delivered.Wait()
+				done += batch
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+			if got := h.stats.slowConsumers.Load(); got != 0 {
+				b.Fatalf("%d slow-consumer evictions; the benchmark must not overrun queues", got)
+			}
+		})
+	}
+}
+
+// broadcastRoom builds a hub that is not running and a room of n members
+// with queues deep enough for rounds broadcasts. The caller owns the hub
+// (nothing else touches it), so it may call hub methods directly.
+func broadcastRoom(n, rounds int) (*Hub, *Room) {
+	h := newHub(Config{}.withDefaults(), benchLogger)
+	r := newRoom("bench")
+	for i := range n {
+		c := &Client{
+			hub: h, format: formatJSON, log: benchLogger, active: true,
+			send: make(chan *outbound, rounds), kick: make(chan struct{}, 1),
+			name: "m" + strconv.Itoa(i), room: r,
+		}
+		r.add(c)
+	}
+	return h, r
+}
+
+// drainRoom empties every member's queue.
+func drainRoom(r *Room) {
+	for m := range r.members {
+		for len(m.send) > 0 {
+			<-m.send
+		}
+	}
+}
+
+// BenchmarkBroadcastEncoding builds one chat event and hands it to every
+// member of a room, without the hub goroutine or any reader: exactly the
+// encode-once-share-everywhere step. allocs/op and B/op must not depend on
+// the member count; ns/op grows with it only by the queueing.
+func BenchmarkBroadcastEncoding(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run("members="+strconv.Itoa(n), func(b *testing.B) {
+			const rounds = 64
+			h, r := broadcastRoom(n, rounds)
+			now := time.Now()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if i%rounds == 0 && i > 0 {
+					b.StopTimer()
+					drainRoom(r)
+					b.StartTimer()
+				}
+				h.broadcast(r, messageEvent(uint64(i), r.name, "alice", "hello, everyone", now), nil)
+			}
+		})
+	}
+}
+
+// TestBroadcastEncodesOnce proves the claim the benchmark above measures:
+// a broadcast allocates the same whether the room has 100 members or 10,000,
+// so the event is encoded once and the recipients share it.
+func TestBroadcastEncodesOnce(t *testing.T) {
+	now := time.Now()
+	allocs := func(n int) float64 {
+		h, r := broadcastRoom(n, 1)
+		return testing.AllocsPerRun(20, func() {
+			h.broadcast(r, messageEvent(1, r.name, "alice", "hello", now), nil)
+			drainRoom(r)
+		})
+	}
+	few, many := allocs(100), allocs(10000)
+	if few == 0 {
+		t.Fatal("encoding a message allocated nothing; the measurement is broken")
+	}
+	// Per-recipient encoding would add 9,900 allocations. The slack of 2
+	// is for the race detector, which allocates a little as a broadcast
+	// walks a large map.
+	if many > few+2 {
+		t.Errorf("broadcast to 10000 members: %v allocations; to 100 members: %v; want the same", many, few)
+	}
+}
+
+// BenchmarkWritePumpBatch measures the writer's hot step over a real
+// loopback socket: q events already queued leave in one writeBatch, which
+// is one socket write whatever q is. JSON clients get one frame per batch,
+// text clients one frame per event. ns/event shows what coalescing saves;
+// writes/op is counted on the socket itself.
+func BenchmarkWritePumpBatch(b *testing.B) {
+	for _, f := range []format{formatJSON, formatText} {
+		for _, q := range []int{1, 64} {
+			b.Run(fmt.Sprintf("%s/queued=%d", f, q), func(b *testing.B) {
+				benchWriteBatch(b, f, q)
+			})
+		}
+	}
+}
+
+func benchWriteBatch(b *testing.B, f format, q int) {
+	conns, u := wireServer(b)
+	cc, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	w := <-conns
+	c := pumpClient(b, w, f, q)
+
+	// The peer reads as fast as it can, so writes never stall on a full
+	// socket buffer; it exits when the connection closes.
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			_, r, err := cc.NextReader()
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, r)
+		}
+	}()
+
+	ev := messageEvent(1, "bench", "alice", string(bytes.Repeat([]byte("x"), 128)), time.Now())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for range q - 1 {
+			c.send <- ev
+		}
+		n, closed, err := c.writeBatch(ev)
+		if err != nil || closed || n != q {
+			b.Fatalf("writeBatch = %d, %v, %v; want %d events", n, closed, err, q)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*q), "ns/event")
+	b.ReportMetric(float64(w.writes.n.Load())/float64(b.N), "writes/op")
+	w.conn.Close()
+	<-readerDone
+}
+
+// BenchmarkParseText measures text-mode input: splitting a frame into
+// lines and turning each line into a request.
+func BenchmarkParseText(b *testing.B) {
+	frames := []struct{ name, frame string }{
+		{"chat", "hello everyone, how is it going?\n"},
+		{"join", "/join lobby\n"},
+		{"nick", "/nick alice_2\n"},
+		{"unknown", "/dance wildly\n"},
+		{"multiline", "one\r\ntwo\n\nthree\n/who\n"},
+	}
+	for _, tt := range frames {
+		b.Run(tt.name, func(b *testing.B) {
+			data := []byte(tt.frame)
+			b.ReportAllocs()
+			for range b.N {
+				for _, line := range splitLines(data) {
+					if r := parseLine(line); r.op == 0 {
+						b.Fatalf("parseLine(%q) returned no op", line)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeJSON measures the JSON counterpart: one browser frame.
+func BenchmarkDecodeJSON(b *testing.B) {
+	data := []byte(`{"type":"send_message","payload":{"message":"hello everyone, how is it going?"}}`)
+	b.ReportAllocs()
+	for range b.N {
+		if r := decodeJSON(data); r.op != opSay {
+			b.Fatalf("decodeJSON = %+v; want opSay", r)
+		}
+	}
+}

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package main
+
+import (
+	"bufio"
+	"net"
+)
+
+// readWaiter is a no-op outside Linux: readPump reads straight away, as it
+// would without the idle-memory optimisation in readwait.go.
+type readWaiter struct{}
+
+func newReadWaiter(net.Conn, *bufio.Reader) readWaiter { return readWaiter{} }
+
+func (readWaiter) wait() {}
