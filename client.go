@@ -212,9 +212,6 @@ func (c *Client) logReadError(err error) dropReason {
 func (c *Client) writePump() {
 	cfg := &c.hub.cfg
 	var window *time.Timer // created on the first pause
-	// Writes run on the hub's writer pool so that this goroutine's stack
-	// stays small (writerpool.go); wrote is its completion signal.
-	wrote := make(chan struct{}, 1)
 	defer func() {
 		if window != nil {
 			window.Stop()
@@ -231,10 +228,7 @@ func (c *Client) writePump() {
 				c.closeHandshake()
 				return
 			}
-			var n int
-			var closed bool
-			var err error
-			c.hub.writers.do(func() { n, closed, err = c.writeBatch(o) }, wrote)
+			n, closed, err := c.writeBatch(o)
 			if err != nil {
 				c.log.Debug("write failed", "err", err)
 				return
@@ -247,12 +241,8 @@ func (c *Client) writePump() {
 				c.pause(&window)
 			}
 		case <-c.ping:
-			var err error
-			c.hub.writers.do(func() {
-				c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
-				err = c.conn.WriteMessage(websocket.PingMessage, nil)
-			}, wrote)
-			if err != nil {
+			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
+			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
 				c.log.Debug("ping failed", "err", err)
 				return
 			}

@@ -51,10 +51,6 @@ type Hub struct {
 	// that guests cannot rename to it. Set before run starts; safe to call
 	// from run. Nil means no names are reserved.
 	registered func(name string) bool
-	// writers runs writePumps' socket writes (writerpool.go). Started and
-	// stopped by run, after the last pump has exited.
-	writers *writerPool
-
 	stats hubStats
 	m     *metrics // this hub's Prometheus instruments (metrics.go)
 }
@@ -93,7 +89,6 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 		kill:     make(chan struct{}),
 		done:     make(chan struct{}),
 		m:        newMetrics(),
-		writers:  newWriterPool(),
 	}
 	h.attachBroker(cfg.broker)
 	return h
@@ -103,8 +98,6 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 // pumps have exited, so no connection goroutine outlives it.
 func (h *Hub) run() {
 	defer close(h.done)
-	h.writers.start()
-	defer h.writers.close() // run returns only once every writePump has exited
 	quit, kill := h.quit, h.kill
 	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pinger.go
 	defer ping.Stop()
