@@ -51,8 +51,8 @@ type Hub struct {
 	// that guests cannot rename to it. Set before run starts; safe to call
 	// from run. Nil means no names are reserved.
 	registered func(name string) bool
-	stats hubStats
-	m     *metrics // this hub's Prometheus instruments (metrics.go)
+	stats      hubStats
+	m          *metrics // this hub's Prometheus instruments (metrics.go)
 }
 
 // hubStats are counters read by tests and, later, metrics. Atomic so they can
