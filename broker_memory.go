@@ -78,10 +78,21 @@ func (bus *memoryBus) node(name string) *memoryBroker {
 	}
 	bus.mu.Lock()
 	bus.nodes[b] = struct{}{}
-	b.started = true // at once, not on first use: a server's goroutines are fixed from the start
 	bus.mu.Unlock()
-	go b.run()
 	return b
+}
+
+// start runs b's delivery goroutine now rather than on first use. The hub
+// calls it as run begins, so that a server's goroutines are all there from
+// its start (leak checks compare counts) while a broker that is never run
+// starts none.
+func (b *memoryBroker) start() {
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	if !b.started && !b.closed {
+		b.started = true
+		go b.run()
+	}
 }
 
 // run calls queued deliveries in order until Close.

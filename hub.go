@@ -98,6 +98,9 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 // pumps have exited, so no connection goroutine outlives it.
 func (h *Hub) run() {
 	defer close(h.done)
+	if mb, ok := h.broker.(*memoryBroker); ok {
+		mb.start()
+	}
 	quit, kill := h.quit, h.kill
 	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pinger.go
 	defer ping.Stop()
