@@ -76,7 +76,8 @@ echo "-- stopping hubbub"
 kill -TERM "$pid"
 wait "$pid"
 pid=""
-if grep -E 'level=(ERROR|WARN)' "$work/server.log"; then
+# The guest-mode line at startup is a deliberate warning; anything else is not.
+if grep -E 'level=(ERROR|WARN)' "$work/server.log" | grep -v 'msg="auth: guest mode'; then
   echo "server logged warnings or errors"; exit 1
 fi
 grep -qF 'msg=stopped' "$work/server.log"
