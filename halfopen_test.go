@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -268,29 +265,4 @@ func (l *shrinkingListener) Accept() (net.Conn, error) {
 		tc.SetWriteBuffer(4096)
 	}
 	return c, err
-}
-
-// newServerWith is newTestServer with a chosen logger and, if wrap is not
-// nil, a wrapper around the listener.
-func newServerWith(t *testing.T, cfg Config, log *slog.Logger, wrap func(net.Listener) net.Listener) *testServer {
-	t.Helper()
-	if cfg.MsgRate == 0 {
-		cfg.MsgRate = -1 // as in newTestServer: flood control has its own tests
-	}
-	s := NewServer(cfg, log)
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = newHTTPServer(s.cfg, s.routes(), log)
-	if wrap != nil {
-		ts.Listener = wrap(ts.Listener)
-	}
-	ts.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.Close()
-	})
-	return &testServer{Server: s, ts: ts}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -82,16 +83,26 @@ type testServer struct {
 // tests of its own (flood_test.go).
 func newTestServer(t testing.TB, cfg Config, setup ...func(*Server)) *testServer {
 	t.Helper()
+	return newServerWith(t, cfg, testLogger(t), nil, setup...)
+}
+
+// newServerWith is newTestServer with a chosen logger and, if wrap is not
+// nil, a wrapper around the listener. It serves through the production
+// http.Server, so tests meet the same timeouts.
+func newServerWith(t testing.TB, cfg Config, log *slog.Logger, wrap func(net.Listener) net.Listener, setup ...func(*Server)) *testServer {
+	t.Helper()
 	if cfg.MsgRate == 0 {
 		cfg.MsgRate = -1
 	}
-	s := NewServer(cfg, testLogger(t))
+	s := NewServer(cfg, log)
 	for _, f := range setup {
 		f(s)
 	}
-	// The production http.Server, so tests meet the same timeouts.
 	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = newHTTPServer(s.cfg, s.routes(), testLogger(t))
+	ts.Config = newHTTPServer(s.cfg, s.routes(), log)
+	if wrap != nil {
+		ts.Listener = wrap(ts.Listener)
+	}
 	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
