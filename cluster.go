@@ -60,6 +60,7 @@ type clusterState struct {
 func (h *Hub) attachBroker(b Broker) {
 	if b == nil {
 		b = newMemoryBroker()
+		h.ownBroker = true
 	}
 	h.broker = b
 	h.cl = clusterState{

@@ -25,16 +25,17 @@ type Hub struct {
 	log *slog.Logger
 
 	// Owned by run. No other goroutine may touch these.
-	clients  map[*Client]struct{} // connected and in a room
-	closing  map[*Client]struct{} // let go, but a pump is still running
-	rooms    map[string]*Room
-	leaves   []presenceNote // presence to announce once the current event is done
-	nextID   uint64         // id of the next chat message
-	draining bool           // Shutdown has begun: no new members
-	yield    bool           // a queue is half full: give writers the CPU
-	history  *historyBook   // per-room seq, epoch and recent messages (history.go)
-	broker   Broker         // carries messages and presence (cluster.go); safe from any goroutine
-	cl       clusterState   // room subscriptions and remote members (cluster.go)
+	clients   map[*Client]struct{} // connected and in a room
+	closing   map[*Client]struct{} // let go, but a pump is still running
+	rooms     map[string]*Room
+	leaves    []presenceNote // presence to announce once the current event is done
+	nextID    uint64         // id of the next chat message
+	draining  bool           // Shutdown has begun: no new members
+	yield     bool           // a queue is half full: give writers the CPU
+	history   *historyBook   // per-room seq, epoch and recent messages (history.go)
+	broker    Broker         // carries messages and presence (cluster.go); safe from any goroutine
+	ownBroker bool           // broker is the private memory broker attachBroker made
+	cl        clusterState   // room subscriptions and remote members (cluster.go)
 
 	register chan *Client // from serveWs, after the upgrade
 	// inbound carries chat messages and commands from readPumps, and each
@@ -97,10 +98,14 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 // run is the hub goroutine. It returns after Shutdown once every client's
 // pumps have exited, so no connection goroutine outlives it.
 func (h *Hub) run() {
-	defer close(h.done)
-	if mb, ok := h.broker.(*memoryBroker); ok {
+	if mb, ok := h.broker.(*memoryBroker); ok && h.ownBroker {
+		// The hub made this broker, so it starts and stops it. Closed after
+		// done (defers run last-first): a delivery blocked on inbound then
+		// gives up instead of holding Close.
 		mb.start()
+		defer mb.Close()
 	}
+	defer close(h.done)
 	quit, kill := h.quit, h.kill
 	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pinger.go
 	defer ping.Stop()
