@@ -70,6 +70,7 @@ func TestSmoke(t *testing.T) {
 	room := fmt.Sprintf("smoke-%d", time.Now().UnixNano()%1e9) // distinct per run
 	alice := dial("room=" + room + "&name=alice")
 	alice.skipUntil("room_changed")
+	alice.expect("history") // empty: the room is new
 	bob := dial("room=" + room + "&name=bob&format=text")
 	bob.lineWith("you are bob")
 	alice.expect("presence")
