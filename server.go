@@ -87,6 +87,7 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	if s.hub.broker.Sequenced() { // a cluster: not ready while its NATS link is down
 		s.addReadyCheck("cluster", s.hub.broker.Ready)
 	}
+	s.hub.startBroker()
 	go s.hub.run()
 	s.sweeps.Add(1)
 	go s.sweepAuth()
