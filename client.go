@@ -212,6 +212,7 @@ func (c *Client) logReadError(err error) dropReason {
 func (c *Client) writePump() {
 	cfg := &c.hub.cfg
 	var window *time.Timer // created on the first pause
+	var lastWrite time.Time // when the previous batch was written
 	defer func() {
 		if window != nil {
 			window.Stop()
@@ -237,7 +238,15 @@ func (c *Client) writePump() {
 				c.closeHandshake()
 				return
 			}
-			if n > 1 && cfg.BatchWindow > 0 {
+			// Pause after a drain that found several events, and also after
+			// any write that follows the previous one closely: a client
+			// receiving an event every few milliseconds would otherwise get
+			// one write each, and on loopback the write (with the receiver's
+			// side of TCP, done in the same syscall) is most of the cost.
+			now := time.Now()
+			busy := now.Sub(lastWrite) < 2*cfg.BatchWindow
+			lastWrite = now
+			if (n > 1 || busy) && cfg.BatchWindow > 0 {
 				c.pause(&window)
 			}
 		case <-c.ping:
