@@ -211,7 +211,7 @@ func (c *Client) logReadError(err error) dropReason {
 // reports to the hub on the way out.
 func (c *Client) writePump() {
 	cfg := &c.hub.cfg
-	var window *time.Timer // created on the first pause
+	var window *time.Timer  // created on the first pause
 	var lastWrite time.Time // when the previous batch was written
 	defer func() {
 		if window != nil {
