@@ -507,12 +507,7 @@ func TestValidateAuth(t *testing.T) {
 }
 
 func TestParseAuthFlags(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		env   map[string]string
-		check func(Config) bool
-	}{
+	tests := []flagCase{
 		{"defaults", nil, nil, func(c Config) bool {
 			c = c.withDefaults()
 			return c.Auth == authGuest && c.TicketTTL == 30*time.Second && c.MsgRate == 10 && c.MsgBurst == 20 &&
@@ -525,17 +520,7 @@ func TestParseAuthFlags(t *testing.T) {
 		{"secret from env", []string{"-auth", "jwt"}, map[string]string{"HUBBUB_JWT_SECRET": "s", "HUBBUB_MAX_CONNS_PER_IP": "3"},
 			func(c Config) bool { return c.Auth == authJWT && c.JWTSecret == "s" && c.MaxConnsPerIP == 3 }},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.check(c) {
-				t.Errorf("config %+v failed the check", c)
-			}
-		})
-	}
+	checkFlagCases(t, tests)
 }
 
 // TestSubcommandDispatch runs gencert through run, as the binary would.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -352,12 +351,7 @@ func TestClusterNATSRestart(t *testing.T) {
 }
 
 func TestClusterFlags(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		env   map[string]string
-		check func(Config) bool
-	}{
+	tests := []flagCase{
 		{"defaults", nil, nil, func(c Config) bool {
 			c = c.withDefaults()
 			return c.NATSURL == "" && c.NATSPrefix == "hubbub" && c.NodeName == "" && c.PresenceInterval == 2*time.Second
@@ -369,17 +363,7 @@ func TestClusterFlags(t *testing.T) {
 		{"env", nil, map[string]string{"HUBBUB_NATS_URL": "nats://e:4222", "HUBBUB_NODE": "b2"},
 			func(c Config) bool { return c.NATSURL == "nats://e:4222" && c.NodeName == "b2" }},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.check(c) {
-				t.Errorf("config %+v failed the check", c)
-			}
-		})
-	}
+	checkFlagCases(t, tests)
 }
 
 // TestOpenServerClusterErrors: settings that cannot work are refused with

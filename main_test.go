@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -53,6 +54,31 @@ func TestParseFlags(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("err = %v", err)
+			}
+			if !tt.check(c) {
+				t.Errorf("config %+v failed the check", c)
+			}
+		})
+	}
+}
+
+// flagCase is one row of a parseFlags table: arguments and environment in,
+// a check on the parsed Config out.
+type flagCase struct {
+	name  string
+	args  []string
+	env   map[string]string
+	check func(Config) bool
+}
+
+// checkFlagCases parses each case and fails those whose check fails.
+func checkFlagCases(t *testing.T, tests []flagCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
 			}
 			if !tt.check(c) {
 				t.Errorf("config %+v failed the check", c)
