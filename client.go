@@ -203,8 +203,9 @@ func (c *Client) logReadError(err error) dropReason {
 // drains everything queued: JSON clients get it as one frame of
 // newline-separated events, text clients as one frame per line, and either
 // way the batch leaves in one socket write. After a drain that found more
-// than one event it waits BatchWindow before the next, so that under load
-// frames fill up instead of multiplying; a lone event goes out at once.
+// than one event, or a write close behind the previous one, it waits
+// BatchWindow before the next, so that under load writes fill up instead of
+// multiplying; an event for a client that was quiet goes out at once.
 //
 // writePump exits when the hub closes send (after a close frame), on a
 // write error, or when the hub is killed. It closes the connection and

@@ -43,8 +43,10 @@ type Config struct {
 	// frame before cutting the connection. Default 1s.
 	CloseGrace time.Duration
 	// BatchWindow is how long a writePump pauses after a drain that found
-	// more than one event, so the next frame carries more. Lone events are
-	// never delayed. Default 10ms; a negative value disables the pause.
+	// more than one event, or after a write that came within two windows of
+	// the previous one, so the next write carries more. An event for a
+	// client that was quiet goes out at once. Default 10ms; a negative
+	// value disables the pause.
 	BatchWindow time.Duration
 	// PresenceLimit is the room size above which join and leave notices are
 	// no longer broadcast, so that a crowd joining does not send N² events.
@@ -228,7 +230,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per client before it is dropped as slow")
 	fs.DurationVar(&c.PongWait, "pong-wait", 60*time.Second, "drop a client silent for this long")
 	fs.DurationVar(&c.WriteWait, "write-wait", 10*time.Second, "deadline for each socket write")
-	fs.DurationVar(&c.BatchWindow, "batch-window", defaultBatchWindow, "pause after a multi-event write so frames fill up (0: off)")
+	fs.DurationVar(&c.BatchWindow, "batch-window", defaultBatchWindow, "pause after a multi-event or closely following write so writes fill up (0: off)")
 	fs.IntVar(&c.PresenceLimit, "presence-limit", 100, "no join/leave notices in rooms larger than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful drain")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time allowed for a request's headers (slowloris bound)")
