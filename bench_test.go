@@ -41,9 +41,8 @@ type fakeMember struct {
 // The drainer exits when the hub closes send (at Shutdown).
 func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.WaitGroup) *fakeMember {
 	c := &Client{
-		hub: h, format: formatJSON, addr: name, log: benchLogger,
-		send:     make(chan *outbound, h.cfg.SendQueue),
-		kick:     make(chan struct{}, 1),
+		hub: h, format: formatJSON, addr: name,
+		send:     newSendQueue(h.cfg.SendQueue),
 		readDone: make(chan struct{}),
 		wantRoom: room, wantName: name,
 	}
@@ -53,7 +52,7 @@ func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.Wa
 	}
 	go func() {
 		first := true
-		for o := range c.send {
+		c.send.each(func(o *outbound) {
 			if first {
 				close(m.joined)
 				first = false
@@ -61,7 +60,7 @@ func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.Wa
 			if bytes.HasPrefix(o.json, newMessagePrefix) {
 				delivered.Done()
 			}
-		}
+		})
 		close(c.readDone)
 		h.unregisterClient(c)
 		h.finishClient(c)
@@ -133,8 +132,8 @@ func broadcastRoom(n, rounds int) (*Hub, *Room) {
 	r := newRoom("bench")
 	for i := range n {
 		c := &Client{
-			hub: h, format: formatJSON, log: benchLogger, active: true,
-			send: make(chan *outbound, rounds), kick: make(chan struct{}, 1),
+			hub: h, format: formatJSON, active: true,
+			send: newSendQueue(rounds),
 			name: "m" + strconv.Itoa(i), room: r,
 		}
 		r.add(c)
@@ -142,12 +141,11 @@ func broadcastRoom(n, rounds int) (*Hub, *Room) {
 	return h, r
 }
 
-// drainRoom empties every member's queue.
+// drainRoom empties every member's queue, keeping its array as writePump's
+// spare would, so that later pushes reuse it.
 func drainRoom(r *Room) {
 	for m := range r.members {
-		for len(m.send) > 0 {
-			<-m.send
-		}
+		m.send.discard()
 	}
 }
 
@@ -240,15 +238,15 @@ func benchWriteBatch(b *testing.B, f format, q int) {
 	}()
 
 	ev := messageEvent(1, "bench", "alice", string(bytes.Repeat([]byte("x"), 128)), time.Now())
+	batch := make([]*outbound, q)
+	for i := range batch {
+		batch[i] = ev
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		for range q - 1 {
-			c.send <- ev
-		}
-		n, closed, err := c.writeBatch(ev)
-		if err != nil || closed || n != q {
-			b.Fatalf("writeBatch = %d, %v, %v; want %d events", n, closed, err, q)
+		if err := c.writeBatch(batch); err != nil {
+			b.Fatalf("writeBatch of %d events: %v", q, err)
 		}
 	}
 	b.StopTimer()

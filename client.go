@@ -30,19 +30,11 @@ type Client struct {
 	bc     *batchConn // under conn; lets writePump send a whole drain in one write
 	format format
 	addr   string // remote address, for logs
-	log    *slog.Logger
 
-	// send queues events for writePump. The hub is its only sender and its
-	// only closer: it closes send exactly once, when it lets go of the client.
-	send chan *outbound
-
-	// kick wakes writePump early from its batch window when the queue is
-	// half full. Buffered (1); the hub sends without blocking; never closed.
-	kick chan struct{}
-
-	// ping asks writePump to ping the peer (pinger.go). Buffered (1); the
-	// hub sends without blocking; never closed.
-	ping chan struct{}
+	// send queues events for writePump (queue.go). The hub is its only
+	// producer and its only closer: it closes send exactly once, when it
+	// lets go of the client.
+	send sendQueue
 
 	// wait parks readPump until the socket is readable (readwait.go).
 	// Used only by readPump.
@@ -111,25 +103,32 @@ func (c *Client) readPump() {
 		return c.conn.SetReadDeadline(time.Now().Add(cfg.PongWait))
 	})
 	for {
+		// Wait here, shallow, and read the frame on a helper whose stack
+		// is thrown away after it (freshstack.go).
 		c.wait.wait()
-		mt, data, err := c.conn.ReadMessage()
-		if err != nil {
-			c.noteDrop(c.logReadError(err))
-			return
-		}
-		if !c.startFrame() {
-			continue // closing for flooding: read only to see the peer's close
-		}
-		if mt != websocket.TextMessage {
-			if !c.submit(request{c: c, op: opFail, err: &protoError{Code: errBinary, Message: binaryFrameMessage}}) {
-				return
-			}
-			continue
-		}
-		if !c.handleFrame(data) {
+		more := false
+		onFreshStack(func() { more = c.readFrame() })
+		if !more {
 			return
 		}
 	}
+}
+
+// readFrame reads one frame (answering control frames on the way) and
+// hands it to the hub. It returns false when readPump should stop.
+func (c *Client) readFrame() bool {
+	mt, data, err := c.conn.ReadMessage()
+	if err != nil {
+		c.noteDrop(c.logReadError(err))
+		return false
+	}
+	if !c.startFrame() {
+		return true // closing for flooding: read only to see the peer's close
+	}
+	if mt != websocket.TextMessage {
+		return c.submit(request{c: c, op: opFail, err: &protoError{Code: errBinary, Message: binaryFrameMessage}})
+	}
+	return c.handleFrame(data)
 }
 
 // handleFrame decodes one text frame and submits its requests. It returns
@@ -180,10 +179,10 @@ func (c *Client) logReadError(err error) dropReason {
 	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 		// The peer said goodbye.
 	case errors.Is(err, websocket.ErrReadLimit):
-		c.log.Info("closing: frame over read limit", "limit", c.hub.cfg.MaxMessageSize)
+		c.logger().Info("closing: frame over read limit", "limit", c.hub.cfg.MaxMessageSize)
 		return dropTooBig
 	case errors.As(err, &ne) && ne.Timeout():
-		c.log.Info("closing: no pong within deadline", "pong_wait", c.hub.cfg.PongWait)
+		c.logger().Info("closing: no pong within deadline", "pong_wait", c.hub.cfg.PongWait)
 		return dropPongTimeout
 	case errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
 		errors.Is(err, syscall.ECONNRESET):
@@ -191,163 +190,194 @@ func (c *Client) logReadError(err error) dropReason {
 	case websocket.IsUnexpectedCloseError(err):
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) {
-			c.log.Info("peer closed", "code", ce.Code, "reason", ce.Text)
+			c.logger().Info("peer closed", "code", ce.Code, "reason", ce.Text)
 		}
 	default:
-		c.log.Info("read failed", "err", err)
+		c.logger().Info("read failed", "err", err)
 	}
 	return ""
 }
 
 // writePump writes queued events to the peer and pings it. Each wake-up
-// drains everything queued: JSON clients get it as one frame of
+// takes everything queued: JSON clients get it as one frame of
 // newline-separated events, text clients as one frame per line, and either
-// way the batch leaves in one socket write. After a drain that found more
-// than one event, or a write close behind the previous one, it waits
-// BatchWindow before the next, so that under load writes fill up instead of
+// way the batch leaves in one socket write. After a batch of more than one
+// event, or a write close behind the previous one, it waits BatchWindow
+// before the next, so that under load writes fill up instead of
 // multiplying; an event for a client that was quiet goes out at once.
 //
-// writePump exits when the hub closes send (after a close frame), on a
-// write error, or when the hub is killed. It closes the connection and
-// reports to the hub on the way out.
+// writePump exits when the hub closes the queue (after the rest of it and a
+// close frame), on a write error, or when the hub is killed. It closes the
+// connection and reports to the hub on the way out.
 func (c *Client) writePump() {
-	cfg := &c.hub.cfg
-	var window *time.Timer  // created on the first pause
-	var lastWrite time.Time // when the previous batch was written
+	var w batchWriter
 	defer func() {
-		if window != nil {
-			window.Stop()
-		}
+		w.stop()
 		c.conn.Close()
 		c.hub.finishClient(c)
 		c.pumpExited()
 	}()
 	defer c.recoverPanic("writePump")
-	for {
-		select {
-		case o, ok := <-c.send:
-			if !ok {
-				c.closeHandshake()
-				return
-			}
-			n, closed, err := c.writeBatch(o)
-			if err != nil {
-				c.log.Debug("write failed", "err", err)
-				return
-			}
-			if closed {
-				c.closeHandshake()
-				return
-			}
-			// Pause after a drain that found several events, and also after
-			// any write that follows the previous one closely: a client
-			// receiving an event every few milliseconds would otherwise get
-			// one write each, and on loopback the write (with the receiver's
-			// side of TCP, done in the same syscall) is most of the cost.
-			now := time.Now()
-			busy := now.Sub(lastWrite) < 2*cfg.BatchWindow
-			lastWrite = now
-			if (n > 1 || busy) && cfg.BatchWindow > 0 {
-				c.pause(&window)
-			}
-		case <-c.ping:
-			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteWait))
-			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
-				c.log.Debug("ping failed", "err", err)
-				return
-			}
+	for range c.send.ready {
+		if c.send.takePing() && !c.ping1() {
+			return
+		}
+		if !c.writeQueued(&w) {
+			return
 		}
 	}
 }
 
-// pause waits out the batch window, or less if the hub kicks because the
-// queue is filling up: the window exists to fill frames, and must never be
-// the reason a fast reader is evicted as slow.
-func (c *Client) pause(window **time.Timer) {
-	if *window == nil {
-		*window = time.NewTimer(c.hub.cfg.BatchWindow)
-	} else {
-		(*window).Reset(c.hub.cfg.BatchWindow)
-	}
-	select {
-	case <-(*window).C:
-	case <-c.kick:
-		(*window).Stop()
+// batchWriter is writePump's state between batches.
+type batchWriter struct {
+	spare     []*outbound // backing array for the queue's next batch
+	window    *time.Timer // the batch window; made on the first pause
+	lastWrite time.Time   // when the previous batch was written; zero before the first
+}
+
+func (w *batchWriter) stop() {
+	if w.window != nil {
+		w.window.Stop()
 	}
 }
 
-// writeBatch writes first and everything else already queued, up to the
-// queue's capacity, in one socket write. It reports how many events it
-// wrote and whether it found send closed.
-func (c *Client) writeBatch(first *outbound) (n int, closed bool, err error) {
+// writeQueued writes batches until the queue is empty, pausing between them
+// while events keep coming. It returns false when writePump should exit:
+// the queue was closed (the close frame has then been sent) or a write
+// failed.
+func (c *Client) writeQueued(w *batchWriter) bool {
+	cfg := &c.hub.cfg
+	for {
+		batch, closed := c.send.take(w.spare)
+		if len(batch) > 0 {
+			// Written on a helper, so that writePump itself stays at the
+			// smallest stack while it waits (freshstack.go).
+			var err error
+			onFreshStack(func() { err = c.writeBatch(batch) })
+			if err != nil {
+				c.logger().Debug("write failed", "err", err)
+				return false
+			}
+		}
+		if closed {
+			onFreshStack(c.closeHandshake)
+			return false
+		}
+		// Always: even an empty batch is an array the queue must not get
+		// back while it holds the one just handed to it.
+		w.spare = recycle(batch)
+		if len(batch) == 0 {
+			return true // idle: the next push wakes writePump
+		}
+		// A ping due while events keep flowing goes out between batches;
+		// the peer's pongs keep its read deadline alive.
+		if c.send.takePing() && !c.ping1() {
+			return false
+		}
+		// Pause after a batch of several events, and also after any write
+		// that follows the previous one closely: a client receiving an
+		// event every few milliseconds would otherwise get one write each,
+		// and on loopback the write (with the receiver's side of TCP, done
+		// in the same syscall) is most of the cost. The first batch, the
+		// greeting, says nothing about load.
+		now := time.Now()
+		first := w.lastWrite.IsZero()
+		busy := now.Sub(w.lastWrite) < 2*cfg.BatchWindow
+		w.lastWrite = now
+		if (len(batch) > 1 || busy) && !first && cfg.BatchWindow > 0 {
+			c.pause(w)
+		}
+	}
+}
+
+// ping1 sends one ping, on a helper like every write. It returns false if
+// the write failed.
+func (c *Client) ping1() bool {
+	var err error
+	onFreshStack(func() { err = c.writePing() })
+	if err != nil {
+		c.logger().Debug("ping failed", "err", err)
+		return false
+	}
+	return true
+}
+
+// writePing sends one ping within WriteWait.
+func (c *Client) writePing() error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteWait))
+	return c.conn.WriteMessage(websocket.PingMessage, nil)
+}
+
+// pause waits out the batch window, or less if the queue reaches half full
+// meanwhile: the window exists to fill frames, and must never be the reason
+// a fast reader is evicted as slow.
+func (c *Client) pause(w *batchWriter) {
+	if w.window == nil {
+		w.window = time.NewTimer(c.hub.cfg.BatchWindow)
+	} else {
+		w.window.Reset(c.hub.cfg.BatchWindow)
+	}
+	select {
+	case <-w.window.C:
+	case <-c.send.ready:
+		w.window.Stop()
+	}
+}
+
+// writeBatch writes batch in one socket write: one frame for a JSON client,
+// one frame per event for a text client.
+func (c *Client) writeBatch(batch []*outbound) error {
 	if panicHook != nil {
 		panicHook("writePump", c)
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteWait))
 	c.bc.hold()
+	var err error
 	if c.format == formatJSON {
-		n, closed, err = c.writeJSONFrame(first)
+		err = c.writeJSONFrame(batch)
 	} else {
-		n, closed, err = c.writeTextFrames(first)
+		err = c.writeTextFrames(batch)
 	}
 	if ferr := c.bc.flush(); err == nil {
 		err = ferr
 	}
-	if err == nil && n > 0 {
+	if err == nil {
 		frames := 1 // JSON: the whole batch is one frame
 		if c.format == formatText {
-			frames = n
+			frames = len(batch)
 		}
-		c.hub.m.wrote(c.format, n, frames)
+		c.hub.m.wrote(c.format, len(batch), frames)
 	}
-	return n, closed, err
+	return err
 }
 
-// next returns the next queued event without blocking, or nil when nothing
-// is queued, send is closed (then closed is true) or written events has
-// reached the queue's capacity. The cap keeps one frame bounded when the
-// hub refills the queue as fast as it is drained.
-func (c *Client) next(written int) (o *outbound, closed bool) {
-	if written >= cap(c.send) {
-		return nil, false
-	}
-	select {
-	case o, ok := <-c.send:
-		return o, !ok
-	default:
-		return nil, false
-	}
-}
-
-// writeJSONFrame writes first and the rest of the queue as one NDJSON frame.
-// Write errors on the frame writer are sticky in gorilla and surface from
-// Close, so they are checked once there.
-func (c *Client) writeJSONFrame(first *outbound) (n int, closed bool, err error) {
+// writeJSONFrame writes batch as one NDJSON frame. Write errors on the
+// frame writer are sticky in gorilla and surface from Close, so they are
+// checked once there.
+func (c *Client) writeJSONFrame(batch []*outbound) error {
 	w, err := c.conn.NextWriter(websocket.TextMessage)
 	if err != nil {
-		return 0, false, err
+		return err
 	}
-	for o := first; o != nil; o, closed = c.next(n) {
-		if n > 0 {
+	for i, o := range batch {
+		if i > 0 {
 			w.Write(newline)
 		}
 		w.Write(o.json)
-		n++
 	}
-	return n, closed, w.Close()
+	return w.Close()
 }
 
 var newline = []byte{'\n'}
 
-// writeTextFrames writes first and the rest of the queue as one frame each.
-func (c *Client) writeTextFrames(first *outbound) (n int, closed bool, err error) {
-	for o := first; o != nil; o, closed = c.next(n) {
+// writeTextFrames writes batch as one frame per event.
+func (c *Client) writeTextFrames(batch []*outbound) error {
+	for _, o := range batch {
 		if err := c.conn.WriteMessage(websocket.TextMessage, o.text); err != nil {
-			return n, closed, err
+			return err
 		}
-		n++
 	}
-	return n, closed, nil
+	return nil
 }
 
 // closeHandshake sends the close frame the hub chose, then waits a moment
@@ -370,6 +400,18 @@ func (c *Client) closeHandshake() {
 	case <-t.C:
 	case <-c.hub.kill:
 	}
+}
+
+// logger returns the server's logger with this client's address and user.
+// It is made on demand rather than kept: a logger carrying attributes is a
+// few hundred bytes, a twentieth of an idle connection, and connections log
+// only when something goes wrong.
+func (c *Client) logger() *slog.Logger {
+	l := c.hub.log.With("client", c.addr)
+	if c.account != "" {
+		l = l.With("user", c.account)
+	}
+	return l
 }
 
 // pumpExited is called by each pump as it exits; the second call releases

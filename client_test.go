@@ -16,8 +16,8 @@ func pumpClient(t testing.TB, w *wiredConn, f format, queued int) *Client {
 	h := newHub(Config{}.withDefaults(), testLogger(t))
 	close(h.done)
 	return &Client{
-		hub: h, conn: w.conn, bc: w.bc, format: f, log: testLogger(t),
-		send: make(chan *outbound, queued+1), readDone: make(chan struct{}), kick: make(chan struct{}, 1),
+		hub: h, conn: w.conn, bc: w.bc, format: f,
+		send: newSendQueue(queued + 1), readDone: make(chan struct{}),
 	}
 }
 
@@ -41,7 +41,7 @@ func TestWritePumpCoalesces(t *testing.T) {
 			w := <-conns
 			c := pumpClient(t, w, tt.format, queued)
 			for i := range queued {
-				c.send <- messageEvent(uint64(i+1), "r", "alice", fmt.Sprintf("m%d", i), time.Now())
+				c.send.push(messageEvent(uint64(i+1), "r", "alice", fmt.Sprintf("m%d", i), time.Now()))
 			}
 			pumpDone := make(chan struct{})
 			go func() { c.writePump(); close(pumpDone) }()
@@ -75,7 +75,7 @@ func TestWritePumpCoalesces(t *testing.T) {
 			if n := w.writes.n.Load(); n != 1 {
 				t.Errorf("%d socket writes for %d queued events; want 1", n, queued)
 			}
-			close(c.send)
+			c.send.close()
 			close(c.readDone)
 			<-pumpDone
 		})

@@ -73,7 +73,7 @@ func (c *Client) submit(r request) bool {
 	f.strikes++
 	if f.strikes >= floodStrikes {
 		f.kicked = true
-		c.log.Info("closing: flooding", "strikes", f.strikes, "window", floodWindow)
+		c.logger().Info("closing: flooding", "strikes", f.strikes, "window", floodWindow)
 		return c.hub.submit(request{c: c, op: opKick})
 	}
 	return c.hub.submit(request{c: c, op: opFail, err: &protoError{Code: errRateLimited,

@@ -258,7 +258,7 @@ func (h *Hub) evict(c *Client, code int, reason string) {
 	delete(h.clients, c)
 	h.closing[c] = struct{}{}
 	c.closeCode, c.closeReason = code, reason
-	close(c.send)
+	c.send.close()
 }
 
 // drop evicts c for reason and counts it, with the depth of its queue at
@@ -267,11 +267,11 @@ func (h *Hub) drop(c *Client, reason dropReason, code int, text string) {
 	if !c.active {
 		return
 	}
-	depth := len(c.send)
+	depth := c.send.len()
 	if reason == dropSlowConsumer {
-		// The queue was full when the send failed; by now writePump may
+		// The queue was full when the push failed; by now writePump may
 		// have taken some of it, which says nothing about the drop.
-		depth = cap(c.send)
+		depth = c.send.limit
 	}
 	h.m.drop(reason, depth)
 	h.evict(c, code, text)
@@ -284,22 +284,18 @@ func (h *Hub) deliver(c *Client, o *outbound) {
 	if !c.active || (o.json == nil && c.format == formatJSON) {
 		return
 	}
-	select {
-	case c.send <- o:
-		if len(c.send) >= cap(c.send)/2 {
-			// Falling behind: wake the writer from its batch window, and
-			// let run yield the processor after this event so the writer
-			// gets to run before a burst overflows its queue.
-			h.yield = true
-			select {
-			case c.kick <- struct{}{}:
-			default:
-			}
-		}
-	default:
+	ok, depth := c.send.push(o)
+	if !ok {
 		h.stats.slowConsumers.Add(1)
-		c.log.Info("evicting slow consumer", "name", c.name, "queue", cap(c.send))
+		c.logger().Info("evicting slow consumer", "name", c.name, "queue", c.send.limit)
 		h.drop(c, dropSlowConsumer, closeTryLater, "slow consumer")
+		return
+	}
+	if depth >= c.send.limit/2 {
+		// Falling behind: the push has woken the writer from its batch
+		// window; let run yield the processor after this event so the
+		// writer gets to run before a burst overflows its queue.
+		h.yield = true
 	}
 }
 

@@ -12,8 +12,7 @@ import (
 // garbage collector frees that memory, but the process keeps the pages, so
 // after a burst of connections RSS stays at the burst's peak. memReleaser
 // watches for the end of a burst and then returns freed memory to the
-// system once. The collection this forces also shrinks the stacks of
-// goroutines that are parked again after the burst (see readWaiter).
+// system once.
 type memReleaser struct {
 	// accepted counts upgraded connections. Written by serveWs, read by run.
 	accepted atomic.Uint64

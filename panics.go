@@ -43,9 +43,15 @@ func (c *Client) recoverPanic(pump string) {
 	if v == nil {
 		return
 	}
+	stack := debug.Stack()
+	if hp, ok := v.(*helperPanic); ok {
+		// It struck on the pump's helper goroutine (freshstack.go); its
+		// stack says where.
+		v, stack = hp.value, hp.stack
+	}
 	c.hub.stats.panics.Add(1)
-	c.log.Error("recovered panic; closing connection", "pump", pump, "name", c.wantName,
-		"panic", v, "stack", string(debug.Stack()))
+	c.logger().Error("recovered panic; closing connection", "pump", pump, "name", c.wantName,
+		"panic", v, "stack", string(stack))
 	if pump == "readPump" {
 		c.conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "internal error"),

@@ -10,9 +10,6 @@ package main
 // as a second one. Must only be called from run.
 func (h *Hub) pingAll() {
 	for c := range h.clients {
-		select {
-		case c.ping <- struct{}{}:
-		default:
-		}
+		c.send.askPing()
 	}
 }

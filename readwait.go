@@ -15,9 +15,9 @@ import (
 // inside gorilla's NextReader it sits several frames deep (frame header
 // parsing, bufio, net.Conn.Read), which needs a 4 KiB goroutine stack;
 // parked here it needs the minimum 2 KiB, and at 19,000 idle connections
-// that difference is a fifth of the server's memory. The Go runtime shrinks
-// a parked goroutine's stack at garbage collection when it uses little of
-// it, so a reader that waits here gets back to 2 KiB after it was busy.
+// that difference is a fifth of the server's memory. The read itself runs
+// on a helper goroutine (freshstack.go), so the reader never grows: the
+// runtime would not shrink it back.
 type readWaiter struct {
 	rc syscall.RawConn // nil when the connection is not a plain socket: never waits
 	br *bufio.Reader   // gorilla's read buffer; bytes in it are readable without the socket

@@ -178,9 +178,8 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		bc:       hw.bc,
 		format:   f,
 		addr:     r.RemoteAddr,
-		send:     make(chan *outbound, s.cfg.SendQueue),
-		readDone: make(chan struct{}), kick: make(chan struct{}, 1),
-		ping:     make(chan struct{}, 1),
+		send:     newSendQueue(s.cfg.SendQueue),
+		readDone: make(chan struct{}),
 		wait:     newReadWaiter(hw.bc.Conn, hw.br),
 		wantRoom: room,
 		wantName: name,
@@ -188,10 +187,6 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		account:  account,
 		flood:    newFlood(s.cfg),
 		release:  release,
-	}
-	c.log = s.log.With("client", c.addr)
-	if account != "" {
-		c.log = c.log.With("user", account)
 	}
 	s.mem.noteAccepted()
 	if !s.hub.registerClient(c) {
