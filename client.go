@@ -210,8 +210,19 @@ func (c *Client) logReadError(err error) dropReason {
 // close frame), on a write error, or when the hub is killed. It closes the
 // connection and reports to the hub on the way out.
 func (c *Client) writePump() {
-	var w batchWriter
+	c.writeLoop(new(batchWriter))
+}
+
+// writeLoop is writePump's body. It runs until the connection ends, or
+// until it hands over to a fresh goroutine running writeLoop with the same
+// state, to shed a stack grown by a busy spell (see shouldShed). Exactly
+// one writeLoop runs per connection at any time.
+func (c *Client) writeLoop(w *batchWriter) {
+	handedOver := false
 	defer func() {
+		if handedOver {
+			return // the connection lives on in the successor
+		}
 		w.stop()
 		c.conn.Close()
 		c.hub.finishClient(c)
@@ -219,10 +230,21 @@ func (c *Client) writePump() {
 	}()
 	defer c.recoverPanic("writePump")
 	for range c.send.ready {
-		if c.send.takePing() && !c.ping1() {
-			return
+		if c.send.takePing() {
+			if !c.ping1() {
+				return
+			}
+			if w.shouldShed(time.Now()) {
+				w.grown = false
+				handedOver = true
+				// The signal consumed above may also have stood for
+				// events queued meanwhile: pass it on.
+				c.send.signal()
+				go c.writeLoop(w)
+				return
+			}
 		}
-		if !c.writeQueued(&w) {
+		if !c.writeQueued(w) {
 			return
 		}
 	}
@@ -233,6 +255,35 @@ type batchWriter struct {
 	spare     []*outbound // backing array for the queue's next batch
 	window    *time.Timer // the batch window; made on the first pause
 	lastWrite time.Time   // when the previous batch was written; zero before the first
+
+	// grown is true once a batch was written on writePump's own stack
+	// (see writeQueued), which has grown it for good.
+	grown bool
+}
+
+// streaming reports whether a write at now follows the previous one
+// closely: the client is receiving a steady flow of events.
+func (w *batchWriter) streaming(now time.Time, window time.Duration) bool {
+	return !w.lastWrite.IsZero() && now.Sub(w.lastWrite) < 2*window
+}
+
+// active reports whether the client was written to within activeSpell:
+// then writing on a helper would cost more than the stack it saves.
+func (w *batchWriter) active(now time.Time) bool {
+	return !w.lastWrite.IsZero() && now.Sub(w.lastWrite) < activeSpell
+}
+
+// activeSpell is how recently a client must have been written to for
+// writePump to write on its own stack. Long next to any batch window, short
+// next to the ping period, at which a quiet writer sheds its stack.
+const activeSpell = time.Second
+
+// shouldShed reports whether writePump should move to a fresh goroutine:
+// its stack has grown and the client has gone quiet. Asked at each ping, so
+// a connection that was busy is back to the smallest stack within a ping
+// period or two of falling idle.
+func (w *batchWriter) shouldShed(now time.Time) bool {
+	return w.grown && !w.active(now)
 }
 
 func (w *batchWriter) stop() {
@@ -250,10 +301,19 @@ func (c *Client) writeQueued(w *batchWriter) bool {
 	for {
 		batch, closed := c.send.take(w.spare)
 		if len(batch) > 0 {
-			// Written on a helper, so that writePump itself stays at the
-			// smallest stack while it waits (freshstack.go).
+			// A batch for a quiet client is written on a helper, so that
+			// writePump itself stays at the smallest stack while it waits
+			// (freshstack.go). For an active one the helper's cost (a
+			// goroutine start and a stack growth per write) shows in
+			// latency under load, so writePump writes itself and sheds
+			// the grown stack once the client is quiet (writeLoop).
 			var err error
-			onFreshStack(func() { err = c.writeBatch(batch) })
+			if w.active(time.Now()) {
+				w.grown = true
+				err = c.writeBatch(batch)
+			} else {
+				onFreshStack(func() { err = c.writeBatch(batch) })
+			}
 			if err != nil {
 				c.logger().Debug("write failed", "err", err)
 				return false
@@ -282,7 +342,7 @@ func (c *Client) writeQueued(w *batchWriter) bool {
 		// greeting, says nothing about load.
 		now := time.Now()
 		first := w.lastWrite.IsZero()
-		busy := now.Sub(w.lastWrite) < 2*cfg.BatchWindow
+		busy := w.streaming(now, cfg.BatchWindow)
 		w.lastWrite = now
 		if (len(batch) > 1 || busy) && !first && cfg.BatchWindow > 0 {
 			c.pause(w)
