@@ -43,7 +43,6 @@ func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.Wa
 	c := &Client{
 		hub: h, format: formatJSON, addr: name,
 		send:     newSendQueue(h.cfg.SendQueue),
-		readDone: make(chan struct{}),
 		wantRoom: room, wantName: name,
 	}
 	m := &fakeMember{c: c, joined: make(chan struct{})}
@@ -61,7 +60,7 @@ func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.Wa
 				delivered.Done()
 			}
 		})
-		close(c.readDone)
+		c.send.readerExited()
 		h.unregisterClient(c)
 		h.finishClient(c)
 	}()

@@ -40,10 +40,6 @@ type Client struct {
 	// Used only by readPump.
 	wait readWaiter
 
-	// readDone is closed by readPump when it returns, so writePump can wait
-	// for the peer's half of the closing handshake.
-	readDone chan struct{}
-
 	// wantRoom and wantName are the room and name asked for at connect time.
 	// Set before register and read by the hub; never written again.
 	wantRoom, wantName string
@@ -87,11 +83,11 @@ type Client struct {
 // requests. It enforces the read limit and the pong deadline: a peer that
 // stops answering pings is dropped after PongWait.
 //
-// It exits when the connection fails or is closed; it then closes readDone
+// It exits when the connection fails or is closed; it then tells writePump
 // and unregisters, which makes the hub close send and stop writePump.
 func (c *Client) readPump() {
 	defer func() {
-		close(c.readDone)
+		c.send.readerExited()
 		c.hub.unregisterClient(c)
 		c.pumpExited()
 	}()
@@ -455,10 +451,14 @@ func (c *Client) closeHandshake() {
 	}
 	t := time.NewTimer(c.hub.cfg.CloseGrace)
 	defer t.Stop()
-	select {
-	case <-c.readDone:
-	case <-t.C:
-	case <-c.hub.kill:
+	for !c.send.readerDone() {
+		select {
+		case <-c.send.ready:
+		case <-t.C:
+			return
+		case <-c.hub.kill:
+			return
+		}
 	}
 }
 

@@ -17,7 +17,7 @@ func pumpClient(t testing.TB, w *wiredConn, f format, queued int) *Client {
 	close(h.done)
 	return &Client{
 		hub: h, conn: w.conn, bc: w.bc, format: f,
-		send: newSendQueue(queued + 1), readDone: make(chan struct{}),
+		send: newSendQueue(queued + 1),
 	}
 }
 
@@ -76,7 +76,7 @@ func TestWritePumpCoalesces(t *testing.T) {
 				t.Errorf("%d socket writes for %d queued events; want 1", n, queued)
 			}
 			c.send.close()
-			close(c.readDone)
+			c.send.readerExited()
 			<-pumpDone
 		})
 	}

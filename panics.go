@@ -13,7 +13,7 @@ import (
 // path) must cost that connection, not the process and every other client.
 // So each pump defers recoverPanic: the panic is logged once with the
 // client and the stack, counted, and the pump then leaves through its
-// ordinary exit path (readPump closes readDone and unregisters, writePump
+// ordinary exit path (readPump tells writePump and unregisters, writePump
 // closes the socket and reports finished), which keeps the hub's
 // bookkeeping exact.
 //

@@ -29,8 +29,13 @@ type sendQueue struct {
 	// ticker (pinger.go), cleared by writePump when it sends the ping.
 	pingDue bool
 
+	// readerGone is set when readPump has returned, so that writePump's
+	// closing handshake stops waiting for the peer's close frame.
+	readerGone bool
+
 	// ready wakes writePump: on the first push to an idle writer, at half
-	// full (which also cuts a batch window short), on close and for a ping. Buffered
+	// full (which also cuts a batch window short), on close, for a ping and
+	// when readPump has returned. Buffered
 	// (1), signalled without blocking, never closed. A stale signal costs
 	// writePump one look at an empty queue, nothing more.
 	ready chan struct{}
@@ -83,6 +88,21 @@ func (q *sendQueue) takePing() bool {
 	q.pingDue = false
 	q.mu.Unlock()
 	return due
+}
+
+// readerExited records that readPump has returned and wakes writePump.
+func (q *sendQueue) readerExited() {
+	q.mu.Lock()
+	q.readerGone = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+// readerDone reports whether readPump has returned.
+func (q *sendQueue) readerDone() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.readerGone
 }
 
 // len reports how many events are waiting.

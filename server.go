@@ -179,7 +179,6 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		format:   f,
 		addr:     r.RemoteAddr,
 		send:     newSendQueue(s.cfg.SendQueue),
-		readDone: make(chan struct{}),
 		wait:     newReadWaiter(hw.bc.Conn, hw.br),
 		wantRoom: room,
 		wantName: name,
