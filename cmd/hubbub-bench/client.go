@@ -220,7 +220,7 @@ func newDialers(cfg *Config) []*websocket.Dialer {
 		return &websocket.Dialer{
 			NetDialContext:   nd.DialContext,
 			HandshakeTimeout: cfg.DialTimeout,
-			ReadBufferSize:   512,
+			ReadBufferSize:   cfg.ReadBuffer,
 			WriteBufferSize:  1024,
 			WriteBufferPool:  pool,
 			// Proxy stays nil: load goes straight to loopback, never through

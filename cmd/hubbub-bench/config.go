@@ -94,6 +94,11 @@ type Config struct {
 	Shard Shard
 	// DialTimeout bounds each handshake. Default 10s.
 	DialTimeout time.Duration
+	// ReadBuffer is each connection's read buffer in bytes. Default 0,
+	// which means 512 for idle (held memory per connection is the point
+	// there) and 16384 otherwise: a busy receiver then takes many frames
+	// per read syscall, so the tool is less often the bottleneck.
+	ReadBuffer int
 	// DialConcurrency bounds handshakes in flight. Default 64.
 	DialConcurrency int
 	// CloseTimeout bounds the closing handshake of all connections at the
@@ -128,6 +133,12 @@ func defaultConfig() Config {
 // normalize fills scenario-dependent defaults and checks the combination of
 // fields, so that a bad run fails before it opens a single connection.
 func (c *Config) normalize() error {
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = 16384
+		if c.Scenario == scenarioIdle {
+			c.ReadBuffer = 512
+		}
+	}
 	switch c.Scenario {
 	case scenarioFanout, scenarioIdle:
 		c.Rooms = 1

@@ -252,3 +252,31 @@ func TestLocalTCPAddr(t *testing.T) {
 		t.Errorf("localTCPAddr = %s; want 127.0.0.7:0", a)
 	}
 }
+
+// TestReadBufferDefault: idle runs keep the small buffer (memory per held
+// connection), the others a large one (fewer read syscalls per frame), and
+// an explicit -read-buffer wins.
+func TestReadBufferDefault(t *testing.T) {
+	tests := []struct {
+		scenario string
+		set      int
+		want     int
+	}{
+		{scenarioIdle, 0, 512},
+		{scenarioFanout, 0, 16384},
+		{scenarioRooms, 0, 16384},
+		{scenarioChurn, 0, 16384},
+		{scenarioFanout, 1024, 1024},
+		{scenarioIdle, 4096, 4096},
+	}
+	for _, tt := range tests {
+		cfg := defaultConfig()
+		cfg.Scenario, cfg.ReadBuffer = tt.scenario, tt.set
+		if err := cfg.normalize(); err != nil {
+			t.Fatalf("%s: normalize: %v", tt.scenario, err)
+		}
+		if cfg.ReadBuffer != tt.want {
+			t.Errorf("%s with %d: read buffer %d; want %d", tt.scenario, tt.set, cfg.ReadBuffer, tt.want)
+		}
+	}
+}

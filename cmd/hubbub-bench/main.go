@@ -124,6 +124,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"golang.org/x/term"
@@ -157,6 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Ramp, "ramp", cfg.Ramp, "new connections per second (0: as fast as possible)")
 	fs.Float64Var(&cfg.ChurnRate, "churn-rate", cfg.ChurnRate, "disconnect+reconnect cycles per second (churn)")
 	sourceIPs := fs.String("source-ips", "", "loopback source addresses, e.g. 127.0.0.1-127.0.0.8")
+	fs.IntVar(&cfg.ReadBuffer, "read-buffer", 0, "read buffer per connection in bytes (default 512 for idle, 16384 otherwise)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid: report its RSS per connection and CPU%")
 	fs.StringVar(&cfg.Ticket, "ticket", "", "add ticket=VALUE to the URL query")
 	var headers headerFlag
@@ -165,6 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	htmlOut := fs.String("report", "", "write an HTML chart of the run to this file")
 	verbose := fs.Bool("v", false, "debug logging")
+	cpuProfile := fs.String("cpuprofile", "", "write the tool's own CPU profile to this file (is the generator the bottleneck?)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -197,6 +200,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	// Ctrl-C ends the run early but still closes cleanly and reports.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -213,6 +223,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return rep.writeJSON(stdout)
 	}
 	return rep.writeText(stdout)
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // writeHTMLFile writes the -report page.
