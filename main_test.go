@@ -26,7 +26,7 @@ func TestParseFlags(t *testing.T) {
 		{"defaults", nil, nil, func(c Config) bool {
 			c = c.withDefaults()
 			return c.Addr == ":8080" && c.SendQueue == 256 && c.MaxMessageSize == 512 &&
-				c.PongWait == time.Minute && c.PingPeriod == 54*time.Second && c.BatchWindow == 10*time.Millisecond &&
+				c.PongWait == time.Minute && c.PingPeriod == 54*time.Second && c.BatchWindow == 30*time.Millisecond &&
 				c.ReadHeaderTimeout == 5*time.Second
 		}, ""},
 		{"flag", []string{"-addr", "127.0.0.1:9", "-send-queue", "8"}, nil, func(c Config) bool {
