@@ -124,7 +124,9 @@ func BenchmarkHubFanout(b *testing.B) {
 }
 
 // broadcastRoom builds a hub that is not running and a room of n members
-// with queues deep enough for rounds broadcasts. The caller owns the hub
+// with queues deep enough for rounds broadcasts, already grown to that
+// depth as a busy client's queue is, so that measurements see the steady
+// state rather than the queues' first growth. The caller owns the hub
 // (nothing else touches it), so it may call hub methods directly.
 func broadcastRoom(n, rounds int) (*Hub, *Room) {
 	h := newHub(Config{}.withDefaults(), benchLogger)
@@ -135,6 +137,7 @@ func broadcastRoom(n, rounds int) (*Hub, *Room) {
 			send: newSendQueue(rounds),
 			name: "m" + strconv.Itoa(i), room: r,
 		}
+		c.send.items = make([]*outbound, 0, rounds)
 		r.add(c)
 	}
 	return h, r
