@@ -233,6 +233,7 @@ func (c *Client) writeLoop(w *batchWriter) {
 			if w.shouldShed(time.Now()) {
 				w.grown = false
 				handedOver = true
+				c.hub.stats.handovers.Add(1)
 				// The signal consumed above may also have stood for
 				// events queued meanwhile: pass it on.
 				c.send.signal()

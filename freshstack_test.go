@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestIdlePumpsKeepSmallStacks: after a connection has done real work —
@@ -63,5 +65,45 @@ func TestIdlePumpsKeepSmallStacks(t *testing.T) {
 	t.Logf("%d goroutines, %.0f bytes of stack each", g-g0, per)
 	if per > 2400 {
 		t.Errorf("idle pumps use %.0f bytes of stack each; want about 2048 (the minimum)", per)
+	}
+}
+
+// TestWriterHandoverKeepsServing: a writer that was busy and went quiet
+// hands itself over to a fresh goroutine at a ping (see writeLoop). The
+// connection must not notice: events before and after arrive once and in
+// order, and the client still closes cleanly. Runs under -race, which
+// watches the handover of the writer's state between goroutines.
+func TestWriterHandoverKeepsServing(t *testing.T) {
+	ts := newTestServer(t, Config{PingPeriod: 50 * time.Millisecond, PongWait: time.Minute})
+	alice, _ := ts.joined(t, "name", "alice", "room", "handover")
+	bob, _ := ts.joined(t, "name", "bob", "room", "handover")
+	alice.skipUntil("presence") // bob joined
+	say := func(from int, n int) {
+		for i := from; i < from+n; i++ {
+			alice.say("m" + strconv.Itoa(i))
+		}
+	}
+	hear := func(from int, n int) {
+		for i := from; i < from+n; i++ {
+			if got := bob.skipUntil("new_message").msg(t).Message; got != "m"+strconv.Itoa(i) {
+				t.Fatalf("bob heard %q; want m%d", got, i)
+			}
+		}
+	}
+	say(0, 20) // bob's writer is active: it writes on its own stack
+	hear(0, 20)
+	deadline := time.Now().Add(activeSpell + 5*time.Second)
+	for ts.hub.stats.handovers.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no writer handed over after going quiet")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	say(20, 20)
+	hear(20, 20)
+	// Bob says goodbye; the server answers the close frame in kind.
+	bob.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(closeNormal, "bye"))
+	if code := bob.closeCode(5 * time.Second); code != closeNormal {
+		t.Errorf("bob's close code after the handover %d; want %d", code, closeNormal)
 	}
 }

@@ -64,6 +64,7 @@ type hubStats struct {
 	undelivered   atomic.Uint64 // chat messages the broker refused or lost (sender told)
 	conns         atomic.Int64  // gauge: clients with a pump still running; set by run
 	panics        atomic.Uint64 // panics recovered in connection goroutines
+	handovers     atomic.Uint64 // writePumps moved to a fresh goroutine to shed a grown stack
 }
 
 // presenceNote is a join, leave or rename waiting to be announced.
