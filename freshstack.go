@@ -17,12 +17,16 @@ import (
 // quarter of it, minus a reserve of 800 bytes, is in use — under 224 bytes
 // of a 4 KiB stack, which even a pump's own frame exceeds.
 //
-// So readPump and writePump stay shallow and hand each frame's work to a
-// helper goroutine that they wait for. The helper's grown stack is freed
-// when it returns, and the pump, which only ever waits, stays at 2 KiB. The
-// pump is still the only reader or writer of its connection: it does
-// nothing while the helper runs. The cost is one goroutine start and switch
-// per frame, small next to the write syscall it wraps (see BENCHMARKS.md).
+// So the pumps stay shallow and hand a frame's work to a helper goroutine
+// that they wait for. The helper's grown stack is freed when it returns,
+// and the pump, which only waits, stays at 2 KiB. The pump is still the
+// only reader or writer of its connection: it does nothing while the helper
+// runs. readPump does this for every frame. The cost, a goroutine start and
+// a stack growth per frame, is small for a client's own messages but showed
+// in p99 when every write to every client paid it under load (see
+// docs/BENCHMARKS.md), so writePump uses a helper only for a quiet client
+// and otherwise writes itself, then sheds its grown stack by handing over
+// to a fresh goroutine once the client is quiet (writeLoop in client.go).
 
 // helperDone carries a helper's panic (or nil) back to the pump that waits
 // for it. Pooled, since a pump may need one per frame.
