@@ -74,7 +74,7 @@
 //
 // # Scaling
 //
-// One process keeps a goroutine, a socket and a few hundred bytes of buffers
+// One process keeps a goroutine, a socket and its read buffer (-read-buffer)
 // per connection, and drives all senders from a few pacing goroutines, so
 // about 10k connections per process are fine. The soft open-file limit is
 // raised to the hard limit at start; past it, dials fail and the tool stops
@@ -108,12 +108,14 @@
 //	-churn-rate R                      hang-ups and redials per second in churn (10)
 //	-source-ips A-B,C                  loopback source addresses, round robin
 //	-server-pid PID                    server to read RSS and CPU from /proc
+//	-read-buffer N                     read buffer per connection (512 idle, 16384 otherwise)
 //	-ticket T                          add ticket=T to the URL
 //	-header "Name: value"              extra handshake header, repeatable
 //	-shard i/n                         take every n-th client index from i (0/1)
 //	-json                              JSON report on stdout
 //	-report out.html                   self-contained HTML chart of the run
 //	-v                                 debug logging
+//	-cpuprofile FILE                   the tool's own CPU profile: is it the bottleneck?
 package main
 
 import (
