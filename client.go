@@ -347,8 +347,9 @@ func (c *Client) writeQueued(w *batchWriter) bool {
 	}
 }
 
-// ping1 sends one ping, on a helper like every write. It returns false if
-// the write failed.
+// ping1 sends one ping. Always on a helper: pings are rare, and they are
+// most of what a quiet client's writer ever writes. It returns false if the
+// write failed.
 func (c *Client) ping1() bool {
 	var err error
 	onFreshStack(func() { err = c.writePing() })
