@@ -43,11 +43,13 @@ func (c *Client) recoverPanic(pump string) {
 	if v == nil {
 		return
 	}
-	stack := debug.Stack()
+	var stack []byte
 	if hp, ok := v.(*helperPanic); ok {
 		// It struck on the pump's helper goroutine (freshstack.go); its
 		// stack says where.
 		v, stack = hp.value, hp.stack
+	} else {
+		stack = debug.Stack()
 	}
 	c.hub.stats.panics.Add(1)
 	c.logger().Error("recovered panic; closing connection", "pump", pump, "name", c.wantName,
