@@ -140,11 +140,20 @@ func (b *Bench) dial(ctx context.Context, s *slot) error {
 	}
 	conn.SetReadLimit(readLimit)
 	c := &client{slot: s, conn: conn, done: make(chan struct{})}
+	if b.cfg.Proto == protoCentrifugo {
+		// Nothing else is sent before the connect reply; readLoop takes it
+		// from there (see centrifugoStep).
+		c.cmdID.Store(centrifugoSubscribeID)
+		if err := c.write(centrifugoConnect); err != nil {
+			conn.Close()
+			return fmt.Errorf("centrifugo connect command to %s: %w", u, err)
+		}
+	}
 	b.mu.Lock()
 	b.live[c] = struct{}{}
 	b.mu.Unlock()
 	b.connected.Add(1)
-	if b.cfg.Raw {
+	if b.cfg.Proto == protoRaw {
 		// A plain relay has no join confirmation: the handshake is all we get.
 		c.join()
 	}
@@ -233,8 +242,9 @@ func (b *Bench) connectAll(ctx context.Context) {
 }
 
 // awaitJoins waits, bounded by limit, until every open connection is a room
-// member. In hubbub mode that is the first frame; a server that sends none
-// (use -raw for it) makes us wait the whole limit, so say so.
+// member. In hubbub mode that is the first frame, for Centrifugo the
+// subscribe reply; a server that sends neither (use -raw for it) makes us
+// wait the whole limit, so say so.
 func (b *Bench) awaitJoins(ctx context.Context, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
@@ -247,8 +257,11 @@ func (b *Bench) awaitJoins(ctx context.Context, limit time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.log.Warn("some clients got no welcome frame; is this hubbub? use -raw for plain relays",
-				"waiting", open-members)
+			msg := "some clients got no welcome frame; is this hubbub? use -raw for plain relays"
+			if b.cfg.Proto == protoCentrifugo {
+				msg = "some clients got no subscribe reply; is this Centrifugo's /connection/websocket?"
+			}
+			b.log.Warn(msg, "waiting", open-members)
 			return
 		}
 		if !sleepCtx(ctx, 20*time.Millisecond) {
@@ -303,13 +316,17 @@ func (b *Bench) send(s *slot, buf []byte) []byte {
 	}
 	s.seq++
 	now := time.Now().UnixNano()
-	buf = appendFrame(buf[:0], b.cfg.Format, marker{Sender: uint32(s.idx), Seq: s.seq, SentNano: now}, b.cfg.Size)
+	m := marker{Sender: uint32(s.idx), Seq: s.seq, SentNano: now}
+	if b.cfg.Proto == protoCentrifugo {
+		buf = appendCentrifugoPublish(buf[:0], c.cmdID.Add(1), s.room.name, m, b.cfg.Size)
+	} else {
+		buf = appendFrame(buf[:0], b.cfg.Format, m, b.cfg.Size)
+	}
 	measured := b.win.Load().contains(now)
 	// Everyone in the room when the message leaves, sender included (the
 	// server echoes it back as confirmation), should receive it.
 	members := s.room.members.Load()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(writeWait))
-	if err := c.conn.WriteMessage(websocket.TextMessage, buf); err != nil {
+	if err := c.write(buf); err != nil {
 		b.writeErrors.Add(1)
 		b.log.Debug("write failed", "client", s.idx, "err", err)
 		return buf
@@ -464,7 +481,7 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	// Phase 1: connect. Senders wait, so that dials do not compete with
 	// traffic and every sender's room is full when it starts.
 	b.connectAll(ctx)
-	if !b.cfg.Raw {
+	if b.cfg.Proto != protoRaw {
 		b.awaitJoins(ctx, b.cfg.DialTimeout)
 	}
 	b.log.Info("connected", "ok", b.connOK.Load(), "failed", b.connFailed.Load())

@@ -419,6 +419,8 @@ func TestRunFlags(t *testing.T) {
 		{[]string{"-source-ips", "192.168.1.1"}, "not loopback"},
 		{[]string{"-header", "Upgrade: x"}, "set by the WebSocket dialer"},
 		{[]string{"-senders", "0"}, "-senders"},
+		{[]string{"-proto", "mqtt"}, "unknown protocol"},
+		{[]string{"-raw", "-proto", "centrifugo"}, "conflicts"},
 	}
 	for _, tt := range tests {
 		var out, errb strings.Builder

@@ -166,17 +166,13 @@ func (r *Report) writeHTML(w io.Writer) error {
 		mx = append(mx, p.Maxms)
 		rate = append(rate, p.PerSec)
 	}
-	mode := r.Format
-	if r.Raw {
-		mode = "raw text"
-	}
 	data := struct {
 		R             *Report
 		Mode          string
 		Latency, Rate template.HTML
 	}{
 		R:    r,
-		Mode: mode,
+		Mode: r.mode(),
 		// svgLineChart escapes every string it embeds.
 		Latency: template.HTML(svgLineChart("Latency per second", "milliseconds", xs, []series{
 			{"p50", "#2b7bba", p50}, {"p99", "#e6851e", p99}, {"max", "#c0392b", mx},

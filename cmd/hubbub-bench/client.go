@@ -56,11 +56,19 @@ const (
 )
 
 // client is one WebSocket connection. Its readLoop goroutine is the only
-// reader; the slot's pacer is the only data writer. Close frames go through
-// WriteControl, which gorilla allows concurrently with both.
+// reader. Data frames go through write: the slot's pacer sends messages and,
+// for Centrifugo, readLoop sends the subscribe command and pongs. Close
+// frames go through WriteControl, which gorilla allows concurrently with
+// both.
 type client struct {
 	slot *slot
 	conn *websocket.Conn
+	// wmu serializes data writes, as gorilla allows one writer at a time.
+	// Uncontended unless a protocol has the reader write too.
+	wmu sync.Mutex
+	// cmdID is the last Centrifugo command id used; publishes take the next
+	// one. Set in dial before the pacer can see the client.
+	cmdID atomic.Uint32
 	// state moves pending -> member -> gone, or pending -> gone.
 	state atomic.Int32
 	// closing is set when the tool itself ends the connection, so the close
@@ -82,6 +90,14 @@ func (c *client) leave() {
 	if c.state.Swap(stateGone) == stateMember {
 		c.slot.room.members.Add(-1)
 	}
+}
+
+// write sends one text frame, bounded by writeWait. Safe for concurrent use.
+func (c *client) write(frame []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	return c.conn.WriteMessage(websocket.TextMessage, frame)
 }
 
 // hangUp starts the closing handshake from our side. It does not wait: the
@@ -135,9 +151,11 @@ func (b *Bench) readLoop(c *client) {
 			return
 		}
 		now := time.Now().UnixNano()
-		// In hubbub mode the first frame (room_changed, or the "* you are"
-		// notice) proves the server put us in the room.
-		c.join()
+		if b.cfg.Proto == protoHubbub {
+			// The first frame (room_changed, or the "* you are" notice)
+			// proves the server put us in the room.
+			c.join()
+		}
 		w := b.win.Load()
 		lat = lat[:0]
 		st := splitFrame(b.cfg.Format, buf.Bytes(), func(m marker) {
@@ -161,6 +179,9 @@ func (b *Bench) readLoop(c *client) {
 		})
 		frameBufs.Put(buf)
 		b.rec.recordFrame(sh, lat, st)
+		if b.cfg.Proto == protoCentrifugo {
+			b.centrifugoStep(c, st)
+		}
 	}
 }
 

@@ -21,10 +21,26 @@ const (
 	scenarioChurn  = "churn"
 )
 
-// Message formats accepted by -format. They match hubbub's ?format= values.
+// Client protocols accepted by -proto.
 const (
-	formatJSON = "json"
-	formatText = "text"
+	// protoHubbub speaks hubbub: room, name and format in the URL query and
+	// a welcome frame that confirms the join.
+	protoHubbub = "hubbub"
+	// protoRaw speaks to plain text relays such as the gorilla chat
+	// example: bare text frames, joined once the handshake is done.
+	protoRaw = "raw"
+	// protoCentrifugo speaks Centrifugo's bidirectional JSON protocol:
+	// connect, subscribe to one channel per room, publish.
+	protoCentrifugo = "centrifugo"
+)
+
+// Message formats accepted by -format. They match hubbub's ?format= values;
+// formatCentrifugo is never given by the user but set by -proto centrifugo,
+// so that the frame builders and parsers need to look at one value only.
+const (
+	formatJSON       = "json"
+	formatText       = "text"
+	formatCentrifugo = "centrifugo"
 )
 
 // maxFrame is the largest client frame hubbub (and the gorilla chat example)
@@ -43,11 +59,16 @@ type Config struct {
 	// URL is the WebSocket endpoint. Default ws://127.0.0.1:8080/ws.
 	// Only loopback hosts are accepted.
 	URL string
-	// Raw sends plain text frames and adds no query parameters, for servers
-	// that are not hubbub (the gorilla chat example). Implies Format text.
-	// Default false.
+	// Proto is the client protocol: hubbub, raw or centrifugo. Default
+	// hubbub.
+	Proto string
+	// Raw is short for Proto raw (-raw predates -proto): plain text frames
+	// and no query parameters, for relays such as the gorilla chat example.
+	// normalize keeps it equal to Proto == raw. Default false.
 	Raw bool
-	// Format is json or text (hubbub's ?format=). Default json.
+	// Format is json or text (hubbub's ?format=), for Proto hubbub only:
+	// normalize sets text for raw and centrifugo for centrifugo. Default
+	// json.
 	Format string
 	// Clients is the total number of client connections over all shards.
 	// Default 100.
@@ -114,6 +135,7 @@ func defaultConfig() Config {
 	return Config{
 		Scenario:        scenarioFanout,
 		URL:             "ws://127.0.0.1:8080/ws",
+		Proto:           protoHubbub,
 		Format:          formatJSON,
 		Clients:         100,
 		Senders:         1,
@@ -156,11 +178,8 @@ func (c *Config) normalize() error {
 	default:
 		return fmt.Errorf("unknown scenario %q (want fanout, rooms, idle or churn)", c.Scenario)
 	}
-	if c.Raw {
-		c.Format = formatText
-	}
-	if c.Format != formatJSON && c.Format != formatText {
-		return fmt.Errorf("unknown format %q (want json or text)", c.Format)
+	if err := c.normalizeProto(); err != nil {
+		return err
 	}
 	if c.Clients < 1 {
 		return errors.New("-clients must be >= 1")
@@ -207,11 +226,45 @@ func (c *Config) normalize() error {
 	return nil
 }
 
+// normalizeProto reconciles Raw with Proto and sets the Format each
+// protocol implies.
+func (c *Config) normalizeProto() error {
+	if c.Proto == "" {
+		c.Proto = protoHubbub
+	}
+	if c.Raw {
+		if c.Proto != protoHubbub && c.Proto != protoRaw {
+			return fmt.Errorf("-raw conflicts with -proto %s", c.Proto)
+		}
+		c.Proto = protoRaw
+	}
+	switch c.Proto {
+	case protoHubbub:
+		if c.Format != formatJSON && c.Format != formatText {
+			return fmt.Errorf("unknown format %q (want json or text)", c.Format)
+		}
+	case protoRaw:
+		c.Format = formatText
+	case protoCentrifugo:
+		c.Format = formatCentrifugo
+	default:
+		return fmt.Errorf("unknown protocol %q (want hubbub, raw or centrifugo)", c.Proto)
+	}
+	c.Raw = c.Proto == protoRaw
+	return nil
+}
+
 // maxSize is the largest -size whose frame stays within maxFrame: the text
-// itself for text, the whole send_message envelope for JSON.
+// itself for text, the whole send_message envelope for JSON, the publish
+// command with the longest id and room name for centrifugo. Centrifugo
+// itself takes larger frames, but one limit for all protocols lets the same
+// -size run against every server.
 func maxSize(format string) int {
-	if format == formatJSON {
+	switch format {
+	case formatJSON:
 		return maxFrame - len(jsonSendPrefix) - len(jsonSendSuffix)
+	case formatCentrifugo:
+		return maxFrame - centrifugoPublishOverhead
 	}
 	return maxFrame
 }
@@ -244,12 +297,13 @@ func isLoopbackHost(host string) bool {
 	return err == nil && a.IsLoopback()
 }
 
-// clientURL is the dial URL for one client. Unless Raw, it carries hubbub's
-// room, name and format parameters; a server that ignores them still works.
+// clientURL is the dial URL for one client. For Proto hubbub it carries
+// hubbub's room, name and format parameters; the other protocols get none
+// (Centrifugo names the room in its subscribe command instead).
 func (c *Config) clientURL(base *url.URL, room, name string) string {
 	u := *base
 	q := u.Query()
-	if !c.Raw {
+	if c.Proto == protoHubbub {
 		q.Set("room", room)
 		q.Set("name", name)
 		q.Set("format", c.Format)

@@ -173,6 +173,12 @@ func TestNormalize(t *testing.T) {
 		{"idle needs no senders", func(c *Config) { c.Scenario = scenarioIdle; c.Senders = 0; c.Rate = 0 }, ""},
 		{"more shards than clients", func(c *Config) { c.Clients = 2; c.Senders = 1; c.Shard = Shard{0, 3} }, "more shards"},
 		{"bad format", func(c *Config) { c.Format = "xml" }, "format"},
+		{"centrifugo ignores format", func(c *Config) { c.Proto = protoCentrifugo; c.Format = "xml" }, ""},
+		{"centrifugo max size", func(c *Config) { c.Proto = protoCentrifugo; c.Size = maxSize(formatCentrifugo) }, ""},
+		{"centrifugo too big", func(c *Config) { c.Proto = protoCentrifugo; c.Size = maxSize(formatCentrifugo) + 1 }, "-size"},
+		{"raw and proto raw", func(c *Config) { c.Proto = protoRaw; c.Raw = true }, ""},
+		{"raw conflicts with centrifugo", func(c *Config) { c.Proto = protoCentrifugo; c.Raw = true }, "conflicts"},
+		{"unknown proto", func(c *Config) { c.Proto = "mqtt" }, "unknown protocol"},
 	}
 	for _, tt := range tests {
 		cfg := defaultConfig()
@@ -189,19 +195,25 @@ func TestNormalize(t *testing.T) {
 
 func TestClientURL(t *testing.T) {
 	tests := []struct {
+		proto  string
 		raw    bool
 		ticket string
 		base   string
 		want   url.Values
 	}{
-		{false, "", "ws://127.0.0.1:8080/ws", url.Values{"room": {"r1"}, "name": {"n1"}, "format": {"json"}}},
-		{false, "t0k", "ws://127.0.0.1:8080/ws?x=1", url.Values{"room": {"r1"}, "name": {"n1"}, "format": {"json"}, "ticket": {"t0k"}, "x": {"1"}}},
-		{true, "", "ws://127.0.0.1:8080/ws", url.Values{}},
-		{true, "a b", "ws://127.0.0.1:8080/ws", url.Values{"ticket": {"a b"}}},
+		{protoHubbub, false, "", "ws://127.0.0.1:8080/ws", url.Values{"room": {"r1"}, "name": {"n1"}, "format": {"json"}}},
+		{protoHubbub, false, "t0k", "ws://127.0.0.1:8080/ws?x=1", url.Values{"room": {"r1"}, "name": {"n1"}, "format": {"json"}, "ticket": {"t0k"}, "x": {"1"}}},
+		{protoHubbub, true, "", "ws://127.0.0.1:8080/ws", url.Values{}},
+		{protoHubbub, true, "a b", "ws://127.0.0.1:8080/ws", url.Values{"ticket": {"a b"}}},
+		{protoRaw, false, "", "ws://127.0.0.1:8080/ws", url.Values{}},
+		{protoCentrifugo, false, "", "ws://127.0.0.1:8080/ws", url.Values{}},
 	}
 	for _, tt := range tests {
 		cfg := defaultConfig()
-		cfg.Raw, cfg.Ticket, cfg.URL = tt.raw, tt.ticket, tt.base
+		cfg.Proto, cfg.Raw, cfg.Ticket, cfg.URL = tt.proto, tt.raw, tt.ticket, tt.base
+		if err := cfg.normalize(); err != nil {
+			t.Fatal(err)
+		}
 		base, err := cfg.baseURL()
 		if err != nil {
 			t.Fatal(err)
@@ -211,7 +223,7 @@ func TestClientURL(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got.Query().Encode() != tt.want.Encode() || got.Path != "/ws" || got.Host != "127.0.0.1:8080" {
-			t.Errorf("clientURL(raw=%v, ticket=%q) = %s; want query %s", tt.raw, tt.ticket, got, tt.want.Encode())
+			t.Errorf("clientURL(proto=%s, raw=%v, ticket=%q) = %s; want query %s", tt.proto, tt.raw, tt.ticket, got, tt.want.Encode())
 		}
 	}
 }

@@ -18,14 +18,15 @@
 //
 // Receivers find that marker wherever it appears in a line, so the tool works
 // with hubbub's JSON format (NDJSON new_message events, several per frame),
-// hubbub's text format ("[room] name: hb1 …") and plain relays such as the
+// hubbub's text format ("[room] name: hb1 …"), plain relays such as the
 // gorilla/websocket chat example, which forwards the bare text and joins
-// queued messages with '\n' in one frame. Latency is receive time minus the
-// send time in the marker; both ends are this process, so no clock sync is
-// needed.
+// queued messages with '\n' in one frame, and Centrifugo, whose publication
+// pushes carry the text as {"text":"hb1 …"}. Latency is receive time minus
+// the send time in the marker; both ends are this process, so no clock sync
+// is needed.
 //
-// A run has phases: connect (at -ramp per second), wait until hubbub confirmed
-// every join, warm up for -warmup with the senders already running, measure
+// A run has phases: connect (at -ramp per second), wait until the server
+// confirmed every join (not with -proto raw), warm up for -warmup with the senders already running, measure
 // for -duration, drain for at most -drain until every expected delivery
 // arrived, then close every connection with a close frame (bounded in time).
 // Only messages sent inside the measurement window count. For each of them
@@ -65,12 +66,28 @@
 //
 // # Other servers
 //
-// Without -raw the tool adds hubbub's room=, name= and format= query
-// parameters and waits for hubbub's first frame to know a client joined. With
-// -raw it adds no parameters, sends plain text, and counts a client as joined
-// once its handshake is done, which fits simple relays:
+// -proto picks the client protocol. With hubbub (the default) the tool adds
+// hubbub's room=, name= and format= query parameters and waits for hubbub's
+// first frame to know a client joined. With raw (or -raw, its older
+// spelling) it adds no parameters, sends plain text, and counts a client as
+// joined once its handshake is done, which fits simple relays:
 //
 //	go run ./cmd/hubbub-bench -raw -url ws://127.0.0.1:8080/ws -clients 200 -senders 5 -rate 10 -duration 5s
+//
+// With centrifugo it speaks Centrifugo's bidirectional JSON client protocol:
+// each client sends an anonymous connect command, then subscribes to one
+// channel named like the room ("bench", "bench-3"), and counts as joined
+// when the subscribe reply arrives. Senders publish {"text":"hb1 …"} into
+// their room's channel; receivers read the marker from the publication
+// pushes, several of which Centrifugo batches into one frame. Server pings
+// ({}) are answered with a pong, as Centrifugo disconnects clients that
+// miss one. -format is ignored. The server must let anonymous clients
+// connect, subscribe and publish: in Centrifugo v6's config that is
+// client.allow_anonymous_connect_without_token, and
+// allow_subscribe_for_anonymous and allow_publish_for_anonymous under
+// channel.without_namespace. Against Centrifugo on its default port:
+//
+//	go run ./cmd/hubbub-bench -proto centrifugo -url ws://127.0.0.1:8000/connection/websocket -clients 200 -senders 5 -rate 10 -duration 5s
 //
 // # Scaling
 //
@@ -94,15 +111,16 @@
 //
 //	-scenario fanout|rooms|idle|churn  what to run (fanout)
 //	-url ws://127.0.0.1:8080/ws        loopback WebSocket endpoint
-//	-raw                               plain text relay: no query params, no join wait
-//	-format json|text                  hubbub wire format (json)
+//	-proto hubbub|raw|centrifugo       client protocol (hubbub)
+//	-raw                               same as -proto raw: plain text, no query params, no join wait
+//	-format json|text                  hubbub wire format (json); -proto hubbub only
 //	-clients N                         connections over all shards (100)
 //	-senders N                         senders: total for fanout, per room otherwise (1)
 //	-rate R                            messages per second per sender (1)
 //	-duration D                        measurement window, or hold time for idle (10s)
 //	-warmup D                          sending before the window opens (2s)
 //	-drain D                           longest wait for late messages (3s)
-//	-size N                            chat text bytes, marker included (128; frame limit 512)
+//	-size N                            chat text bytes, marker included (128; frame limit 512 for every protocol)
 //	-rooms K                           rooms for rooms (10) and churn (1)
 //	-ramp R                            new connections per second, 0 = unpaced (0)
 //	-churn-rate R                      hang-ups and redials per second in churn (10)
@@ -147,8 +165,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "fanout, rooms, idle or churn")
 	fs.StringVar(&cfg.URL, "url", cfg.URL, "WebSocket endpoint (loopback only)")
-	fs.BoolVar(&cfg.Raw, "raw", cfg.Raw, "plain text relay: no hubbub query parameters, no join confirmation")
-	fs.StringVar(&cfg.Format, "format", cfg.Format, "hubbub format: json or text")
+	fs.StringVar(&cfg.Proto, "proto", cfg.Proto, "client protocol: hubbub, raw (plain text relay) or centrifugo (Centrifugo's JSON protocol)")
+	fs.BoolVar(&cfg.Raw, "raw", cfg.Raw, "same as -proto raw: plain text relay, no hubbub query parameters, no join confirmation")
+	fs.StringVar(&cfg.Format, "format", cfg.Format, "hubbub format: json or text (-proto hubbub only)")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "client connections over all shards")
 	fs.IntVar(&cfg.Senders, "senders", cfg.Senders, "sending clients: total for fanout, per room for rooms and churn")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "messages per second per sender")

@@ -15,8 +15,9 @@ import (
 type Report struct {
 	Scenario      string  `json:"scenario"`
 	URL           string  `json:"url"`
+	Proto         string  `json:"proto"`
 	Format        string  `json:"format"`
-	Raw           bool    `json:"raw"`
+	Raw           bool    `json:"raw"` // Proto == "raw", kept for older scripts
 	Shard         string  `json:"shard"`
 	Clients       int     `json:"clients"`         // planned for this shard
 	Senders       int     `json:"senders"`         // planned for this shard
@@ -93,6 +94,7 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Durat
 	r := &Report{
 		Scenario:      cfg.Scenario,
 		URL:           b.base.String(),
+		Proto:         cfg.Proto,
 		Format:        cfg.Format,
 		Raw:           cfg.Raw,
 		Shard:         cfg.Shard.String(),
@@ -199,15 +201,22 @@ func (r *Report) writeJSON(w io.Writer) error {
 	return nil
 }
 
+// mode names the protocol and format for the report's heading.
+func (r *Report) mode() string {
+	switch {
+	case r.Raw:
+		return "raw text"
+	case r.Proto == protoCentrifugo:
+		return "centrifugo json"
+	}
+	return r.Format
+}
+
 // writeText prints r for a person.
 func (r *Report) writeText(w io.Writer) error {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	mode := r.Format
-	if r.Raw {
-		mode = "raw text"
-	}
-	p("hubbub-bench %s against %s (%s, shard %s)", r.Scenario, r.URL, mode, r.Shard)
+	p("hubbub-bench %s against %s (%s, shard %s)", r.Scenario, r.URL, r.mode(), r.Shard)
 	p("  plan         %d clients, %d senders x %g msg/s, %d room(s), %d-byte messages, %gs window after %gs warmup",
 		r.Clients, r.Senders, r.RatePerSender, r.Rooms, r.SizeBytes, r.WindowSec, r.WarmupSec)
 	notTried := ""

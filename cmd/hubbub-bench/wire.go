@@ -119,6 +119,17 @@ type frameStats struct {
 	Markers int
 	// ServerErrors counts error events (JSON code, or "text" for "! " lines).
 	ServerErrors map[string]int
+
+	// The rest is only set for Centrifugo frames.
+
+	// Pings counts server pings ({}), which the client must answer.
+	Pings int
+	// Acked lists the handshake commands (centrifugoConnectID,
+	// centrifugoSubscribeID) that the server accepted, in order.
+	Acked []uint32
+	// Refused is set when the server answered a handshake command with an
+	// error: the client will never join.
+	Refused bool
 }
 
 // serverEvent is the subset of a hubbub JSON event the tool reads. Fields of
@@ -134,7 +145,9 @@ type serverEvent struct {
 // splitFrame finds every benchmark message in one received text frame and
 // calls fn for each. JSON frames hold one or more events separated by '\n'
 // (only new_message is read); text frames hold one or more lines, as hubbub
-// sends one line and the gorilla example joins queued messages with '\n'.
+// sends one line and the gorilla example joins queued messages with '\n';
+// Centrifugo frames hold one or more replies and pushes separated by '\n'
+// (see centrifugoLine).
 func splitFrame(format string, frame []byte, fn func(marker)) frameStats {
 	var st frameStats
 	for len(frame) > 0 {
@@ -146,6 +159,10 @@ func splitFrame(format string, frame []byte, fn func(marker)) frameStats {
 		}
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
+			continue
+		}
+		if format == formatCentrifugo {
+			st.centrifugoLine(line, fn)
 			continue
 		}
 		if format != formatJSON {

@@ -155,8 +155,9 @@ func TestSeqWindow(t *testing.T) {
 func FuzzSplitFrame(f *testing.F) {
 	f.Add(`{"type":"new_message","payload":{"message":"hb1 1-2 3"}}`)
 	f.Add("[r] a: hb1 1-2 3 xx\nhb1 4-5 6")
+	f.Add(`{"push":{"channel":"bench","pub":{"data":{"text":"hb1 1-2 3"}}}}` + "\n{}\n" + `{"id":2,"subscribe":{}}`)
 	f.Fuzz(func(t *testing.T, frame string) {
-		for _, format := range []string{formatJSON, formatText} {
+		for _, format := range []string{formatJSON, formatText, formatCentrifugo} {
 			n := 0
 			st := splitFrame(format, []byte(frame), func(marker) { n++ })
 			if st.Markers != n || (format == formatText && n > strings.Count(frame, markerTag)) {
