@@ -3,15 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // The benchmarks here measure hubbub's hot paths one at a time; the load
@@ -29,8 +25,8 @@ var benchLogger = slog.New(slog.DiscardHandler)
 var newMessagePrefix = []byte(`{"type":"new_message"`)
 
 // fakeMember is a hub client without a socket: a goroutine owned by the
-// benchmark drains its send queue and does the reporting that readPump and
-// writePump would, so the hub lets go of it at shutdown.
+// benchmark drains its memSink and reports the end as a real connection
+// would, so the hub lets go of it at shutdown.
 type fakeMember struct {
 	c      *Client
 	joined chan struct{} // closed when the first event (the greeting) arrives
@@ -38,11 +34,11 @@ type fakeMember struct {
 
 // startFakeMember registers a socketless client in room and starts its
 // drainer, which calls delivered.Done for every chat message it receives.
-// The drainer exits when the hub closes send (at Shutdown).
+// The drainer exits when the hub closes the client (at Shutdown).
 func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.WaitGroup) *fakeMember {
+	sink := newMemSink(h.cfg.SendQueue)
 	c := &Client{
-		hub: h, format: formatJSON, addr: name,
-		send:     newSendQueue(h.cfg.SendQueue),
+		hub: h, format: formatJSON, addr: name, conn: sink,
 		wantRoom: room, wantName: name,
 	}
 	m := &fakeMember{c: c, joined: make(chan struct{})}
@@ -51,18 +47,16 @@ func startFakeMember(b testing.TB, h *Hub, room, name string, delivered *sync.Wa
 	}
 	go func() {
 		first := true
-		c.send.each(func(o *outbound) {
+		end := sink.drain(func(msg []byte) {
 			if first {
 				close(m.joined)
 				first = false
 			}
-			if bytes.HasPrefix(o.json, newMessagePrefix) {
+			if bytes.HasPrefix(msg, newMessagePrefix) {
 				delivered.Done()
 			}
 		})
-		c.send.readerExited()
-		h.unregisterClient(c)
-		h.finishClient(c)
+		h.gone(c, end)
 	}()
 	return m
 }
@@ -132,22 +126,22 @@ func broadcastRoom(n, rounds int) (*Hub, *Room) {
 	h := newHub(Config{}.withDefaults(), benchLogger)
 	r := newRoom("bench")
 	for i := range n {
+		sink := newMemSink(rounds)
+		sink.items = make([][]byte, 0, rounds)
 		c := &Client{
-			hub: h, format: formatJSON, active: true,
-			send: newSendQueue(rounds),
+			hub: h, format: formatJSON, active: true, conn: sink,
 			name: "m" + strconv.Itoa(i), room: r,
 		}
-		c.send.items = make([]*outbound, 0, rounds)
 		r.add(c)
 	}
 	return h, r
 }
 
-// drainRoom empties every member's queue, keeping its array as writePump's
+// drainRoom empties every member's queue, keeping its array as a writer's
 // spare would, so that later pushes reuse it.
 func drainRoom(r *Room) {
 	for m := range r.members {
-		m.send.discard()
+		m.conn.(*memSink).discard()
 	}
 }
 
@@ -198,64 +192,6 @@ func TestBroadcastEncodesOnce(t *testing.T) {
 	if many != few {
 		t.Errorf("broadcast to 10000 members: %v allocations; to 100 members: %v; want the same", many, few)
 	}
-}
-
-// BenchmarkWritePumpBatch measures the writer's hot step over a real
-// loopback socket: q events already queued leave in one writeBatch, which
-// is one socket write whatever q is. JSON clients get one frame per batch,
-// text clients one frame per event. ns/event shows what coalescing saves;
-// writes/op is counted on the socket itself.
-func BenchmarkWritePumpBatch(b *testing.B) {
-	for _, f := range []format{formatJSON, formatText} {
-		for _, q := range []int{1, 64} {
-			b.Run(fmt.Sprintf("%s/queued=%d", f, q), func(b *testing.B) {
-				benchWriteBatch(b, f, q)
-			})
-		}
-	}
-}
-
-func benchWriteBatch(b *testing.B, f format, q int) {
-	conns, u := wireServer(b)
-	cc, _, err := websocket.DefaultDialer.Dial(u, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cc.Close()
-	w := <-conns
-	c := pumpClient(b, w, f, q)
-
-	// The peer reads as fast as it can, so writes never stall on a full
-	// socket buffer; it exits when the connection closes.
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		for {
-			_, r, err := cc.NextReader()
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, r)
-		}
-	}()
-
-	ev := messageEvent(1, "bench", "alice", string(bytes.Repeat([]byte("x"), 128)), time.Now())
-	batch := make([]*outbound, q)
-	for i := range batch {
-		batch[i] = ev
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := c.writeBatch(batch); err != nil {
-			b.Fatalf("writeBatch of %d events: %v", q, err)
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*q), "ns/event")
-	b.ReportMetric(float64(w.writes.n.Load())/float64(b.N), "writes/op")
-	w.conn.Close()
-	<-readerDone
 }
 
 // BenchmarkParseText measures text-mode input: splitting a frame into

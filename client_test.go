@@ -1,86 +1,12 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
-
-// pumpClient builds a Client around a wired connection for a hub that is
-// not running: done is closed so the pump's reports to the hub return.
-func pumpClient(t testing.TB, w *wiredConn, f format, queued int) *Client {
-	h := newHub(Config{}.withDefaults(), testLogger(t))
-	close(h.done)
-	return &Client{
-		hub: h, conn: w.conn, bc: w.bc, format: f,
-		send: newSendQueue(queued + 1),
-	}
-}
-
-func TestWritePumpCoalesces(t *testing.T) {
-	const queued = 5
-	tests := []struct {
-		format     format
-		wantFrames int
-	}{
-		{formatJSON, 1},
-		{formatText, queued},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.format), func(t *testing.T) {
-			conns, u := wireServer(t)
-			cc, _, err := websocket.DefaultDialer.Dial(u, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
-			w := <-conns
-			c := pumpClient(t, w, tt.format, queued)
-			for i := range queued {
-				c.send.push(messageEvent(uint64(i+1), "r", "alice", fmt.Sprintf("m%d", i), time.Now()))
-			}
-			pumpDone := make(chan struct{})
-			go func() { c.writePump(); close(pumpDone) }()
-
-			var lines []string
-			for frames := 0; frames < tt.wantFrames; frames++ {
-				cc.SetReadDeadline(time.Now().Add(5 * time.Second))
-				_, data, err := cc.ReadMessage()
-				if err != nil {
-					t.Fatalf("read frame %d: %v", frames, err)
-				}
-				lines = append(lines, strings.Split(string(data), "\n")...)
-			}
-			if len(lines) != queued {
-				t.Fatalf("got %d events in %d frames; want %d", len(lines), tt.wantFrames, queued)
-			}
-			for i, l := range lines {
-				want := fmt.Sprintf("m%d", i)
-				if tt.format == formatJSON {
-					var e event
-					if err := json.Unmarshal([]byte(l), &e); err != nil {
-						t.Fatalf("line %d %q: %v", i, l, err)
-					}
-					if got := e.msg(t).Message; got != want {
-						t.Errorf("event %d message %q; want %q", i, got, want)
-					}
-				} else if l != "[r] alice: "+want {
-					t.Errorf("line %d = %q; want %q", i, l, "[r] alice: "+want)
-				}
-			}
-			if n := w.writes.n.Load(); n != 1 {
-				t.Errorf("%d socket writes for %d queued events; want 1", n, queued)
-			}
-			c.send.close()
-			c.send.readerExited()
-			<-pumpDone
-		})
-	}
-}
 
 func TestReadLimit(t *testing.T) {
 	s := newTestServer(t, Config{})

@@ -18,7 +18,7 @@ const (
 
 // flood is one client's message budget: a token bucket of -msg-burst
 // tokens refilled at -msg-rate per second, and the strikes against it.
-// Owned by the client's readPump.
+// Used only by the client's reader (Client.Message).
 type flood struct {
 	lim     *rate.Limiter
 	strikes int       // refused frames since since
@@ -35,10 +35,10 @@ func newFlood(cfg Config) *flood {
 	return &flood{lim: rate.NewLimiter(rate.Limit(cfg.MsgRate), cfg.MsgBurst)}
 }
 
-// startFrame is called by readPump for every frame read. It returns false
-// when the frame is to be ignored because the client is being closed for
-// flooding: readPump still reads, so that the peer's reply to our close
-// frame arrives and the connection ends cleanly rather than with a reset.
+// startFrame is called by Message for every message read. It returns
+// false when the message is to be ignored because the client is being
+// closed for flooding (until the hub has acted on it; the connection then
+// drops whatever else arrives).
 func (c *Client) startFrame() bool {
 	if c.flood == nil {
 		return true
@@ -50,7 +50,7 @@ func (c *Client) startFrame() bool {
 // submit hands r to the hub if c's budget allows it. The first request
 // refused in a frame gets one rate_limited error; the frame counts as a
 // strike, and the strike that reaches floodStrikes asks the hub to close
-// c with 1008. It returns false once the hub has stopped.
+// c with 1008 (dcFlooding). It returns false once the hub has stopped.
 func (c *Client) submit(r request) bool {
 	f := c.flood
 	if f == nil {

@@ -40,7 +40,7 @@ func FuzzParseLine(f *testing.F) {
 		}
 		r := parseLine(line)
 		switch {
-		case r.op == 0 || r.op == opReaderGone || r.op == opWriterGone:
+		case r.op == 0 || r.op == opGone:
 			t.Fatalf("parseLine(%q) = op %d; not a client op", line, r.op)
 		case r.op == opFail && (r.err == nil || r.err.Code == "" || r.err.Message == ""):
 			t.Fatalf("parseLine(%q) failed without code and message", line)

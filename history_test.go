@@ -562,13 +562,13 @@ func BenchmarkBroadcastHistory(b *testing.B) {
 			b.Cleanup(func() { h.history.close(); h.broker.Close() })
 			members := make([]*Client, 10)
 			for i := range members {
-				c := &Client{hub: h, send: newSendQueue(16),
+				c := &Client{hub: h, conn: newMemSink(16),
 					wantRoom: "bench", wantName: "m" + strconv.Itoa(i)}
 				h.add(c)
 				members[i] = c
 			}
 			for _, m := range members {
-				m.send.take(nil) // greetings and presence
+				m.conn.(*memSink).take() // greetings and presence
 			}
 			req := request{c: members[0], op: opSay, arg: "a message of ordinary length, about sixty bytes long"}
 			b.ReportAllocs()
@@ -584,7 +584,7 @@ func BenchmarkBroadcastHistory(b *testing.B) {
 					}
 				}
 				for _, m := range members {
-					if batch, _ := m.send.take(nil); len(batch) != 1 {
+					if batch, _ := m.conn.(*memSink).take(); len(batch) != 1 {
 						b.Fatalf("member got %d events; want the message", len(batch))
 					}
 				}

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"hubbub/internal/wsconn"
 )
 
 // Hub owns every client and room. One goroutine, run, is the only one that
@@ -26,20 +27,19 @@ type Hub struct {
 
 	// Owned by run. No other goroutine may touch these.
 	clients   map[*Client]struct{} // connected and in a room
-	closing   map[*Client]struct{} // let go, but a pump is still running
+	closing   map[*Client]struct{} // let go of, but its connection has not yet reported its end
 	rooms     map[string]*Room
 	leaves    []presenceNote // presence to announce once the current event is done
 	nextID    uint64         // id of the next chat message
 	draining  bool           // Shutdown has begun: no new members
-	yield     bool           // a queue is half full: give writers the CPU
 	history   *historyBook   // per-room seq, epoch and recent messages (history.go)
 	broker    Broker         // carries messages and presence (cluster.go); safe from any goroutine
 	ownBroker bool           // broker is the private memory broker attachBroker made
 	cl        clusterState   // room subscriptions and remote members (cluster.go)
 
 	register chan *Client // from serveWs, after the upgrade
-	// inbound carries chat messages and commands from readPumps, and each
-	// pump's exit (opReaderGone, opWriterGone): one FIFO, so that a client
+	// inbound carries chat messages and commands from clients' readers,
+	// and each connection's end (opGone): one FIFO, so that a client
 	// leaving never overtakes the requests it made before.
 	inbound chan request
 	quit    chan struct{} // closed by Shutdown: say goodbye to everyone
@@ -62,9 +62,8 @@ type hubStats struct {
 	slowConsumers atomic.Uint64 // clients evicted because their queue was full
 	messages      atomic.Uint64 // chat messages delivered by the broker
 	undelivered   atomic.Uint64 // chat messages the broker refused or lost (sender told)
-	conns         atomic.Int64  // gauge: clients with a pump still running; set by run
+	conns         atomic.Int64  // gauge: clients whose connection has not yet ended; set by run
 	panics        atomic.Uint64 // panics recovered in connection goroutines
-	handovers     atomic.Uint64 // writePumps moved to a fresh goroutine to shed a grown stack
 }
 
 // presenceNote is a join, leave or rename waiting to be announced.
@@ -97,7 +96,7 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 }
 
 // run is the hub goroutine. It returns after Shutdown once every client's
-// pumps have exited, so no connection goroutine outlives it.
+// connection has reported its end, so no connection goroutine outlives it.
 func (h *Hub) run() {
 	if h.ownBroker {
 		// The hub made this broker, so it starts and stops it. Closed after
@@ -108,7 +107,7 @@ func (h *Hub) run() {
 	}
 	defer close(h.done)
 	quit, kill := h.quit, h.kill
-	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pinger.go
+	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pingAll
 	defer ping.Stop()
 	for {
 		select {
@@ -123,27 +122,23 @@ func (h *Hub) run() {
 			quit = nil
 			h.draining = true
 			for c := range h.clients {
-				h.drop(c, dropShutdown, closeGoingAway, "server shutting down")
+				h.disconnect(c, dcShutdown)
 			}
 		case <-kill:
 			kill = nil
 			// The drain took too long: cut every remaining connection so
-			// its pumps fail fast and report in.
+			// that it ends at once and reports in.
 			for c := range h.clients {
-				c.conn.Close()
+				c.conn.Abort()
 			}
 			for c := range h.closing {
-				c.conn.Close()
+				c.conn.Abort()
 			}
 		}
 		h.announceLeaves()
 		h.m.connections.Set(float64(len(h.clients)))
 		h.m.rooms.Set(float64(len(h.rooms)))
 		h.stats.conns.Store(int64(len(h.clients) + len(h.closing)))
-		if h.yield {
-			h.yield = false
-			runtime.Gosched()
-		}
 		if h.draining && len(h.clients) == 0 && len(h.closing) == 0 {
 			return
 		}
@@ -183,28 +178,28 @@ func (h *Hub) registerClient(c *Client) bool {
 	}
 }
 
-// unregisterClient tells the hub that c's readPump has exited. It travels
-// on inbound behind c's last requests, so that a message sent just before
-// a close frame, /quit or a dropped connection is still delivered.
-func (h *Hub) unregisterClient(c *Client) {
+// gone tells the hub that c's connection is over, for reason d. It
+// travels on inbound behind c's last requests, so that a message sent just
+// before a close frame, /quit or a dropped connection is still delivered.
+func (h *Hub) gone(c *Client, d wsconn.Disconnect) {
 	select {
-	case h.inbound <- request{c: c, op: opReaderGone}:
+	case h.inbound <- request{c: c, op: opGone, end: d}:
 	case <-h.done:
 	}
 }
 
-// finishClient tells the hub that c's writePump has exited. Like
-// unregisterClient it queues behind c's requests: a writer that failed
-// because the peer hung up must not cancel what the peer said first.
-func (h *Hub) finishClient(c *Client) {
-	select {
-	case h.inbound <- request{c: c, op: opWriterGone}:
-	case <-h.done:
+// pingAll asks every client's connection for a ping. Pings come from this
+// one ticker in the hub rather than a timer per connection: at tens of
+// thousands of idle connections a timer each is memory for nothing, and
+// the hub already knows every live client. Must only be called from run.
+func (h *Hub) pingAll() {
+	for c := range h.clients {
+		c.conn.Ping()
 	}
 }
 
 // Shutdown closes every connection with 1001 (going away) after its queue
-// is written, and waits for all pumps to exit. If ctx ends first, the
+// is written, and waits for every connection to end. If ctx ends first, the
 // remaining connections are cut and Shutdown returns ctx's error once their
 // goroutines are gone. Safe to call more than once.
 func (h *Hub) Shutdown(ctx context.Context) error {
@@ -225,7 +220,7 @@ func (h *Hub) add(c *Client) {
 	h.clients[c] = struct{}{}
 	c.active = true
 	if h.draining {
-		h.drop(c, dropShutdown, closeGoingAway, "server shutting down")
+		h.disconnect(c, dcShutdown)
 		return
 	}
 	c.name = c.wantName
@@ -235,20 +230,13 @@ func (h *Hub) add(c *Client) {
 	h.join(c, c.wantRoom, true)
 }
 
-// release lets go of c after one of its pumps exited, and forgets it once
-// both have. Must only be called from run.
-func (h *Hub) release(c *Client) {
-	h.evict(c, closeNormal, "")
-	if c.readExited && c.writeExited {
-		delete(h.closing, c)
-	}
-}
-
-// evict removes c from its room and the client set and closes its send
-// channel: the one place send is closed. writePump then sends a close frame
-// with code and reason. Evicting a client twice does nothing.
-// Must only be called from run.
-func (h *Hub) evict(c *Client, code int, reason string) {
+// disconnect lets go of c for reason d: c leaves its room and the client
+// set, is counted under d's label, and its connection closes with d
+// (queued events first, then the close frame). It is the one way the hub
+// ends a connection and the one place drops are counted (disconnect.go
+// lists the reasons). A client already let go of is left alone, so a
+// reason is never counted twice. Must only be called from run.
+func (h *Hub) disconnect(c *Client, d wsconn.Disconnect) {
 	if !c.active {
 		return
 	}
@@ -258,45 +246,36 @@ func (h *Hub) evict(c *Client, code int, reason string) {
 	}
 	delete(h.clients, c)
 	h.closing[c] = struct{}{}
-	c.closeCode, c.closeReason = code, reason
-	c.send.close()
-}
-
-// drop evicts c for reason and counts it, with the depth of its queue at
-// that moment. Must only be called from run.
-func (h *Hub) drop(c *Client, reason dropReason, code int, text string) {
-	if !c.active {
-		return
+	if d.Label != "" {
+		depth := c.conn.Len()
+		if d.Label == "slow_consumer" {
+			// The queue was full when the push failed; by now the writer
+			// may have taken some of it, which says nothing about the drop.
+			depth = h.cfg.SendQueue
+		}
+		h.m.drop(d.Label, depth)
 	}
-	depth := c.send.len()
-	if reason == dropSlowConsumer {
-		// The queue was full when the push failed; by now writePump may
-		// have taken some of it, which says nothing about the drop.
-		depth = c.send.limit
-	}
-	h.m.drop(reason, depth)
-	h.evict(c, code, text)
+	c.conn.Close(d)
 }
 
 // deliver queues o for c without ever blocking. A client whose queue is full
-// is evicted as a slow consumer: it was not keeping up, and waiting for it
-// would stall every other client. Must only be called from run.
+// is disconnected as a slow consumer: it was not keeping up, and waiting for
+// it would stall every other client. Must only be called from run.
 func (h *Hub) deliver(c *Client, o *outbound) {
-	if !c.active || (o.json == nil && c.format == formatJSON) {
+	if !c.active {
 		return
 	}
-	ok, depth := c.send.push(o)
-	if !ok {
+	msg := o.json
+	if c.format == formatText {
+		msg = o.text
+	}
+	if msg == nil {
+		return // an event for the other format only (text help lines)
+	}
+	if _, err := c.conn.Push(msg); err == wsconn.ErrQueueFull {
 		h.stats.slowConsumers.Add(1)
-		c.logger().Info("evicting slow consumer", "name", c.name, "queue", c.send.limit)
-		h.drop(c, dropSlowConsumer, closeTryLater, "slow consumer")
-		return
-	}
-	if depth >= c.send.limit/2 {
-		// Falling behind: the push has woken the writer from its batch
-		// window; let run yield the processor after this event so the
-		// writer gets to run before a burst overflows its queue.
-		h.yield = true
+		c.logger().Info("evicting slow consumer", "name", c.name, "queue", h.cfg.SendQueue)
+		h.disconnect(c, dcSlowConsumer(h.cfg.SendQueue))
 	}
 }
 
@@ -322,21 +301,16 @@ func (h *Hub) handle(r request) {
 		return
 	}
 	c := r.c
-	switch r.op {
-	case opReaderGone:
-		c.readExited = true
-		if c.exitReason != "" { // the reader ended it: pong timeout, 1009, …
-			h.drop(c, c.exitReason, closeNormal, "")
-		}
-		h.release(c)
-		return
-	case opWriterGone:
-		c.writeExited = true
-		h.release(c)
+	if r.op == opGone {
+		// The connection is over. If the hub had not let go of c yet, the
+		// connection ended it (1009, pong timeout, …) or the peer did:
+		// count it and take c out of its room now.
+		h.disconnect(c, r.end)
+		delete(h.closing, c)
 		return
 	}
 	if !c.active {
-		return // evicted while the request was queued
+		return // disconnected while the request was queued
 	}
 	switch r.op {
 	case opSay:
@@ -361,9 +335,9 @@ func (h *Hub) handle(r request) {
 	case opFail:
 		h.deliver(c, errorEvent(r.err))
 	case opKick:
-		h.evict(c, closePolicy, "flooding")
+		h.disconnect(c, dcFlooding)
 	case opQuit:
-		h.evict(c, closeNormal, "bye") // writePump sends what is queued, then the close
+		h.disconnect(c, dcBye) // what is queued goes out first, then the close
 	}
 }
 
@@ -407,7 +381,7 @@ func (h *Hub) join(c *Client, name string, connecting bool) {
 
 // leave takes c out of its room, deleting the room if it is now empty, and
 // queues the leave notice. The notice goes out after the current event so
-// that an eviction inside a broadcast never starts a nested broadcast.
+// that a disconnect inside a broadcast never starts a nested broadcast.
 // Must only be called from run.
 func (h *Hub) leave(c *Client) {
 	r := c.room
@@ -425,9 +399,9 @@ func (h *Hub) leave(c *Client) {
 	}
 }
 
-// announceLeaves sends the queued leave notices. A notice can evict a slow
-// client and so queue another; the loop runs until none are left, and ends
-// because each client is evicted at most once. Must only be called from run.
+// announceLeaves sends the queued leave notices. A notice can disconnect a
+// slow client and so queue another; the loop runs until none are left, and
+// ends because each client is disconnected at most once. Must only be called from run.
 func (h *Hub) announceLeaves() {
 	for len(h.leaves) > 0 {
 		n := h.leaves[0]

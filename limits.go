@@ -35,7 +35,7 @@ func ipKey(remoteAddr string) string {
 // connLimiter counts open WebSocket connections, in total and per client
 // address, for -max-conns and -max-conns-per-ip. It is deliberately not hub
 // state: serveWs asks it before the upgrade, from the HTTP goroutine, and
-// the client's pumps give the slot back when they are both done. Safe for
+// the client gives the slot back when its connection is over. Safe for
 // concurrent use.
 type connLimiter struct {
 	maxTotal, maxPerIP int // 0: no limit

@@ -9,30 +9,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// dropReason says why the server let go of a client. The values are the
-// label values of hubbub_clients_dropped_total, so they never change.
-type dropReason string
-
-const (
-	dropSlowConsumer dropReason = "slow_consumer" // send queue overflowed (1013)
-	dropPongTimeout  dropReason = "pong_timeout"  // no pong within PongWait
-	dropTooBig       dropReason = "too_big"       // frame over the read limit (1009)
-	dropRateLimited  dropReason = "rate_limited"  // flooding; set by readPump via noteDrop
-	dropShutdown     dropReason = "shutdown"      // evicted by Shutdown (1001)
-)
-
-// dropReasons lists every reason, so each counter is exported (at zero)
-// before its first drop and dashboards need no special case for absence.
-var dropReasons = []dropReason{dropSlowConsumer, dropPongTimeout, dropTooBig, dropRateLimited, dropShutdown}
-
 // metrics is one server's Prometheus instruments, in a registry of its own:
 // tests run many servers in one process, and the global default registry
 // would make them collide.
 //
 // Everything here is safe for concurrent use (the client library uses
 // atomics), and the per-label children are resolved once, here, so the hot
-// paths do no map look-up and no allocation. Counting is batched: writePump
-// counts once per batch write and the hub once per event, never once per
+// paths do no map look-up and no allocation. Counting is batched: a
+// connection's writer counts once per socket write and the hub once per event, never once per
 // delivered message.
 type metrics struct {
 	reg *prometheus.Registry
@@ -44,7 +28,7 @@ type metrics struct {
 	delivered      [2]prometheus.Counter // by recipient format
 	frames         [2]prometheus.Counter // by recipient format
 	perWrite       [2]prometheus.Observer
-	dropped        map[dropReason]prometheus.Counter // read-only after newMetrics
+	dropped        map[string]prometheus.Counter // by label (disconnect.go); read-only after newMetrics
 	queueAtDrop    prometheus.Observer
 	requestSeconds prometheus.Observer
 }
@@ -74,7 +58,7 @@ func newMetrics() *metrics {
 			"Time from a request's submission to the hub until the hub has handled it: "+
 				"queueing behind earlier events plus the handling itself, fan-out included.",
 			prometheus.ExponentialBuckets(5e-6, 4, 10)), // 5µs … ~1.3s
-		dropped: make(map[dropReason]prometheus.Counter, len(dropReasons)),
+		dropped: make(map[string]prometheus.Counter, len(dropLabels)),
 	}
 	received := f.counterVec("hubbub_messages_received_total",
 		"Chat messages accepted by the hub, by source: the sender's format, or api.", "source")
@@ -89,7 +73,7 @@ func newMetrics() *metrics {
 		"WebSocket data frames written, by the recipient's format.", "format")
 	perWrite := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "hubbub_messages_per_write",
-		Help: "Events carried by one socket write of a writePump, by the recipient's format: " +
+		Help: "Events carried by one socket write to a client, by the recipient's format: " +
 			"the coalescing factor. A JSON client gets them as one frame, a text client as one frame each.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 	}, []string{"format"})
@@ -101,14 +85,14 @@ func newMetrics() *metrics {
 	}
 	dropped := f.counterVec("hubbub_clients_dropped_total",
 		"Clients the server disconnected, by reason. Clients that leave on their own are not counted.", "reason")
-	for _, r := range dropReasons {
-		m.dropped[r] = dropped.WithLabelValues(string(r))
+	for _, l := range dropLabels {
+		m.dropped[l] = dropped.WithLabelValues(l)
 	}
 	return m
 }
 
 // wrote records one batch write of n events in frames frames to a client
-// of format f. Called by writePump once per batch. The delivered counter
+// of format f. Called by the client's writer once per write. The delivered counter
 // goes last, so whoever sees it move also sees the other two.
 func (m *metrics) wrote(f format, n, frames int) {
 	m.perWrite[f].Observe(float64(n))
@@ -116,11 +100,12 @@ func (m *metrics) wrote(f format, n, frames int) {
 	m.delivered[f].Add(float64(n))
 }
 
-// drop records that a client was disconnected for reason with depth events
-// still queued for it. The counter goes last, as in wrote.
-func (m *metrics) drop(reason dropReason, depth int) {
+// drop records that a client was disconnected for the reason labelled
+// label, with depth events still queued for it. The counter goes last, as
+// in wrote.
+func (m *metrics) drop(label string, depth int) {
 	m.queueAtDrop.Observe(float64(depth))
-	m.dropped[reason].Inc()
+	m.dropped[label].Inc()
 }
 
 // handled records the age of a hub request submitted at t, now that the

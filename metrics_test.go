@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"hubbub/internal/wsconn"
 )
 
 // scrape is one parsed /metrics exposition: sample value by series key,
@@ -131,8 +135,8 @@ func TestMetricsExportedAtZero(t *testing.T) {
 		"hubbub_send_queue_depth_at_drop_count":          0,
 		"hubbub_hub_request_seconds_count":               0,
 	}
-	for _, r := range dropReasons {
-		want[`hubbub_clients_dropped_total{reason="`+string(r)+`"}`] = 0
+	for _, l := range dropLabels {
+		want[`hubbub_clients_dropped_total{reason="`+l+`"}`] = 0
 	}
 	checkSeries(t, got, want)
 	if _, ok := got["go_goroutines"]; !ok {
@@ -192,26 +196,33 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	})
 }
 
-// TestMetricsCountDrops provokes each kind of drop the server can cause
-// today and checks that exactly that reason is counted, with the queue
-// depth observed once per dropped client.
+// TestMetricsCountDrops provokes each reason the server has to close a
+// connection (disconnect.go) and checks that exactly that reason is
+// counted, with the queue depth observed once per dropped client, and that
+// the client was sent the close code and reason of the table.
 func TestMetricsCountDrops(t *testing.T) {
+	pad := strings.Repeat("z", 390)
 	tests := []struct {
-		reason  dropReason
-		cfg     Config
-		want    float64
-		provoke func(t *testing.T, s *testServer)
+		label     string
+		cfg       Config
+		small     bool // serve with small socket send buffers
+		want      float64
+		wantClose int // close code the provoked client sees; 0: not checked
+		wantText  string
+		provoke   func(t *testing.T, s *testServer) *peer
 	}{
-		{dropTooBig, Config{}, 1, func(t *testing.T, s *testServer) {
+		{"too_big", Config{}, false, 1, 1009, "message over 512 bytes", func(t *testing.T, s *testServer) *peer {
 			p, _ := s.joined(t)
 			p.sendRaw(strings.Repeat("x", 600))
+			return p
 		}},
-		{dropPongTimeout, Config{PongWait: 300 * time.Millisecond, PingPeriod: 100 * time.Millisecond},
-			1, func(t *testing.T, s *testServer) {
+		{"pong_timeout", Config{PongWait: 300 * time.Millisecond, PingPeriod: 100 * time.Millisecond}, false,
+			1, 0, "", func(t *testing.T, s *testServer) *peer {
 				// A client that never reads never answers pings either.
 				s.dial(t)
+				return nil
 			}},
-		{dropShutdown, Config{}, 2, func(t *testing.T, s *testServer) {
+		{"shutdown", Config{}, false, 2, 0, "", func(t *testing.T, s *testServer) *peer {
 			s.joined(t, "name", "x")
 			s.joined(t, "name", "y")
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -219,8 +230,9 @@ func TestMetricsCountDrops(t *testing.T) {
 			if err := s.Shutdown(ctx); err != nil {
 				t.Fatal(err)
 			}
+			return nil
 		}},
-		{dropSlowConsumer, Config{SendQueue: 4, APIKey: "k"}, 1, func(t *testing.T, s *testServer) {
+		{"slow_consumer", Config{SendQueue: 4, APIKey: "k"}, false, 1, 0, "", func(t *testing.T, s *testServer) *peer {
 			s.dial(t, "room", "slow") // never reads
 			// Publish until its socket buffers and then its queue are full:
 			// until the room, which has only it, disappears. The dial
@@ -231,33 +243,132 @@ func TestMetricsCountDrops(t *testing.T) {
 				if i == 100000 {
 					t.Fatal("slow client never dropped")
 				}
-				_, body := s.api(t, "POST", "/api/rooms/slow/messages", "k",
-					`{"message":"`+strings.Repeat("z", 390)+`"}`)
+				_, body := s.api(t, "POST", "/api/rooms/slow/messages", "k", `{"message":"`+pad+`"}`)
 				here := strings.Contains(body, `"recipients":1`)
 				if seen && !here {
-					return
+					return nil
 				}
 				seen = seen || here
 			}
 		}},
+		{"rate_limited", Config{MsgRate: 1, MsgBurst: 1}, false, 1, 1008, "flooding: too many messages refused",
+			func(t *testing.T, s *testServer) *peer {
+				p, _ := s.joined(t)
+				for range floodStrikes + 1 {
+					p.say("again")
+				}
+				return p
+			}},
+		{"write_timeout", Config{WriteWait: 300 * time.Millisecond, SendQueue: 100000}, true,
+			1, 0, "", func(t *testing.T, s *testServer) *peer {
+				// A client with a tiny receive buffer that never reads: its
+				// writer blocks on a full socket long before its queue fills.
+				s.dialTinyBuffer(t, "room", "stuck", "name", "stuck")
+				a, _ := s.joined(t, "room", "stuck", "name", "alice")
+				go func() { // alice reads, so only stuck's writes block
+					for {
+						if _, _, err := a.conn.ReadMessage(); err != nil {
+							return
+						}
+					}
+				}()
+				for i := range 2000 {
+					a.sendRaw(fmt.Sprintf(`{"type":"send_message","payload":{"message":"%d %s"}}`, i, pad))
+				}
+				return nil
+			}},
+		{"protocol_error", Config{}, false, 1, 1002, "protocol error: client frames must be masked",
+			func(t *testing.T, s *testServer) *peer {
+				p, _ := s.joined(t)
+				p.conn.NetConn().Write([]byte{0x81, 0x02, 'h', 'i'}) // unmasked
+				return p
+			}},
+		{"internal_error", Config{}, false, 1, 1011, "internal error", func(t *testing.T, s *testServer) *peer {
+			p, _ := s.joined(t, "name", "boom")
+			p.say("this message panics the reader")
+			return p
+		}},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.reason), func(t *testing.T) {
-			s := newTestServer(t, tt.cfg)
-			tt.provoke(t, s)
-			key := `hubbub_clients_dropped_total{reason="` + string(tt.reason) + `"}`
+		t.Run(tt.label, func(t *testing.T) {
+			if tt.label == "internal_error" {
+				t.Cleanup(func() { panicHook = nil }) // after the server's Shutdown
+				panicHook = func(c *Client) {
+					if c.wantName == "boom" {
+						panic("test panic")
+					}
+				}
+			}
+			var wrap func(net.Listener) net.Listener
+			if tt.small {
+				wrap = func(l net.Listener) net.Listener { return sendBufferListener{l, 8192} }
+			}
+			s := newServerWith(t, tt.cfg, testLogger(t), wrap)
+			p := tt.provoke(t, s)
+			if p != nil && tt.wantClose != 0 {
+				code, text := p.closeFrame(10 * time.Second)
+				if code != tt.wantClose || text != tt.wantText {
+					t.Errorf("close frame %d %q; want %d %q", code, text, tt.wantClose, tt.wantText)
+				}
+			}
+			key := `hubbub_clients_dropped_total{reason="` + tt.label + `"}`
 			got := s.waitMetric(t, key, tt.want)
-			for _, r := range dropReasons {
-				if r != tt.reason {
-					checkSeries(t, got, map[string]float64{`hubbub_clients_dropped_total{reason="` + string(r) + `"}`: 0})
+			for _, l := range dropLabels {
+				if l != tt.label {
+					checkSeries(t, got, map[string]float64{`hubbub_clients_dropped_total{reason="` + l + `"}`: 0})
 				}
 			}
 			checkSeries(t, got, map[string]float64{"hubbub_send_queue_depth_at_drop_count": tt.want})
-			if tt.reason == dropSlowConsumer && got["hubbub_send_queue_depth_at_drop_sum"] != float64(tt.cfg.SendQueue) {
+			if tt.label == "slow_consumer" && got["hubbub_send_queue_depth_at_drop_sum"] != float64(tt.cfg.SendQueue) {
 				t.Errorf("slow consumer dropped with queue depth %v; want a full queue, %d",
 					got["hubbub_send_queue_depth_at_drop_sum"], tt.cfg.SendQueue)
 			}
 		})
+	}
+}
+
+// sendBufferListener gives every accepted socket a fixed send buffer, which
+// turns off the kernel's autotuning: a server write to a peer that does not
+// read then blocks after kilobytes rather than megabytes.
+type sendBufferListener struct {
+	net.Listener
+	size int
+}
+
+func (l sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(l.size)
+	}
+	return c, err
+}
+
+// TestDropLabelsCoverEveryReason checks the table's promise: every reason
+// the server can close a connection for is counted under a label that is
+// exported, and the README's metrics table names each label.
+func TestDropLabelsCoverEveryReason(t *testing.T) {
+	cc := connConfig(Config{}.withDefaults(), formatJSON, newMetrics())
+	reasons := []wsconn.Disconnect{dcFlooding, dcShutdown, dcSlowConsumer(1),
+		cc.TooBig, cc.PongTimeout, cc.WriteTimeout, cc.Protocol, cc.Internal}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range reasons {
+		if !slices.Contains(dropLabels, d.Label) {
+			t.Errorf("reason %q is counted as %q, which dropLabels lacks", d.Reason, d.Label)
+		}
+		if d.Code != 0 && d.Reason == "" {
+			t.Errorf("reason labelled %q sends code %d with no text", d.Label, d.Code)
+		}
+	}
+	for _, l := range dropLabels {
+		if !strings.Contains(string(readme), "`"+l+"`") {
+			t.Errorf("README does not mention drop label %q", l)
+		}
+	}
+	if dcBye.Label != "" {
+		t.Errorf("/quit is counted as a drop (%q); the client asked to leave", dcBye.Label)
 	}
 }
 
@@ -285,7 +396,7 @@ func TestCountingAllocatesNothing(t *testing.T) {
 		{"wrote", func() { m.wrote(formatJSON, 7, 1) }},
 		{"received", func() { m.received[formatText].Inc() }},
 		{"handled", func() { m.handled(at) }},
-		{"drop", func() { m.drop(dropSlowConsumer, 256) }},
+		{"drop", func() { m.drop("slow_consumer", 256) }},
 		{"gauges", func() { m.connections.Set(3); m.rooms.Set(2) }},
 	}
 	for _, tt := range tests {
@@ -295,8 +406,8 @@ func TestCountingAllocatesNothing(t *testing.T) {
 	}
 }
 
-// BenchmarkCountWrite measures the per-batch cost writePump pays for
-// metrics.
+// BenchmarkCountWrite measures the per-write cost a client's writer pays
+// for metrics.
 func BenchmarkCountWrite(b *testing.B) {
 	m := newMetrics()
 	b.ReportAllocs()

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"hubbub/internal/wsconn"
 )
 
 // format is the wire format a client chose with ?format=.
@@ -65,30 +67,30 @@ const (
 type op uint8
 
 const (
-	opSay        op = iota + 1 // post arg to the current room
-	opJoin                     // move to room arg
-	opNick                     // take name arg
-	opWho                      // list the current room's members
-	opRooms                    // list rooms
-	opHelp                     // text mode: show the command list
-	opQuit                     // text mode: leave and close
-	opFail                     // the frame was bad: tell the client err
-	opKick                     // the client kept flooding: close it with 1008
-	opBroker                   // not from a client: a broker delivery (bk)
-	opReaderGone               // readPump has exited (sent by the hub's own helpers, never decoded)
-	opWriterGone               // writePump has exited (likewise)
+	opSay    op = iota + 1 // post arg to the current room
+	opJoin                 // move to room arg
+	opNick                 // take name arg
+	opWho                  // list the current room's members
+	opRooms                // list rooms
+	opHelp                 // text mode: show the command list
+	opQuit                 // text mode: leave and close
+	opFail                 // the frame was bad: tell the client err
+	opKick                 // the client kept flooding: close it with 1008
+	opBroker               // not from a client: a broker delivery (bk)
+	opGone                 // the client's connection is over, for reason end (sent by Client.Closed, never decoded)
 )
 
 // request is one decoded client action on its way to the hub. It is built
-// by the client's readPump, so it holds nothing the hub owns.
+// by the client's reader, so it holds nothing the hub owns.
 type request struct {
 	c   *Client
 	op  op
 	arg string
-	err *protoError  // set when op == opFail
-	bk  *brokerEvent // set when op == opBroker; c is nil then
-	api *apiCall     // set for HTTP API calls (api.go); c is nil then
-	at  time.Time    // set by submit, for the hub request latency metric
+	err *protoError       // set when op == opFail
+	end wsconn.Disconnect // set when op == opGone
+	bk  *brokerEvent      // set when op == opBroker; c is nil then
+	api *apiCall          // set for HTTP API calls (api.go); c is nil then
+	at  time.Time         // set by submit, for the hub request latency metric
 }
 
 // protoError is a rejected frame: a stable code plus a sentence for people.
@@ -366,7 +368,7 @@ func errorEvent(e *protoError) *outbound {
 }
 
 // textOnly builds an event that only text clients see (help lines). JSON
-// clients get nothing from it: json is nil and the writePump skips it.
+// clients get nothing from it: json is nil and Hub.deliver skips them.
 func textOnly(line string) *outbound {
 	return &outbound{text: []byte(line)}
 }

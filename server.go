@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"hubbub/internal/wsconn"
 )
 
 // assets holds the browser client. Serving only this FS means the binary
@@ -41,6 +43,9 @@ type Server struct {
 	conns    *connLimiter
 	origins  originPolicy
 	mem      *memReleaser // returns handshake garbage after connect bursts
+	// connCfg is how connections of each format behave (disconnect.go);
+	// shared by every connection, fixed before serving.
+	connCfg [2]*wsconn.Config
 
 	// ctx is cancelled by Shutdown; /echo connections watch it.
 	ctx    context.Context
@@ -64,10 +69,10 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 		mem: newMemReleaser(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.WriteWait,
-			// 0: adopt the hijacked reader, which hijackWrapper makes a
-			// readBufferSize one (/echo keeps net/http's 4 KiB one).
+			// For /ws the upgrader only does the handshake (wsconn.Accept);
+			// with no read buffer size and a pool it allocates nothing it
+			// would throw away. /echo uses it whole.
 			WriteBufferSize: 4096,
-			// A shared pool means an idle connection holds no write buffer.
 			WriteBufferPool: &sync.Pool{},
 			Error:           handshakeError, // handshake.go
 		},
@@ -83,6 +88,9 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	}
 	s.origins = origins
 	s.upgrader.CheckOrigin = s.origins.check
+	for _, f := range []format{formatJSON, formatText} {
+		s.connCfg[f] = connConfig(cfg, f, s.hub.m)
+	}
 	s.hub.registered = s.auth.registered
 	if s.hub.broker.Sequenced() { // a cluster: not ready while its NATS link is down
 		s.addReadyCheck("cluster", s.hub.broker.Ready)
@@ -164,8 +172,7 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		name = account
 	}
 
-	hw := &hijackWrapper{ResponseWriter: w}
-	conn, err := s.upgrader.Upgrade(hw, r, nil)
+	conn, err := wsconn.Accept(w, r, &s.upgrader, s.connCfg[f])
 	if err != nil {
 		// The upgrader has already answered with an HTTP error.
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
@@ -175,11 +182,8 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 	c := &Client{
 		hub:      s.hub,
 		conn:     conn,
-		bc:       hw.bc,
 		format:   f,
 		addr:     r.RemoteAddr,
-		send:     newSendQueue(s.cfg.SendQueue),
-		wait:     newReadWaiter(hw.bc.Conn, hw.br),
 		wantRoom: room,
 		wantName: name,
 		resume:   resume,
@@ -189,14 +193,9 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mem.noteAccepted()
 	if !s.hub.registerClient(c) {
-		release()
-		conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteWait))
-		conn.Close()
-		return
+		conn.Close(dcShutdown) // the client still reports its end, to nobody
 	}
-	go c.writePump()
-	go c.readPump()
+	conn.Start(c)
 }
 
 // serveEcho writes every frame back unchanged with the same message type,
@@ -221,7 +220,7 @@ func (s *Server) serveEcho(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	stop := context.AfterFunc(s.ctx, func() {
 		conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteWait))
+			websocket.FormatCloseMessage(dcShutdown.Code, dcShutdown.Reason), time.Now().Add(s.cfg.WriteWait))
 		conn.Close()
 	})
 	defer stop()

@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -273,6 +272,14 @@ func (p *peer) sendRaw(s string) {
 // server sent (or -1 if the connection ended without a close frame).
 func (p *peer) closeCode(within time.Duration) int {
 	p.t.Helper()
+	code, _ := p.closeFrame(within)
+	return code
+}
+
+// closeFrame reads until the connection ends and returns the close code
+// and reason the server sent (-1 and "" if it ended without a close frame).
+func (p *peer) closeFrame(within time.Duration) (code int, reason string) {
+	p.t.Helper()
 	p.conn.SetReadDeadline(time.Now().Add(within))
 	for {
 		_, _, err := p.conn.ReadMessage()
@@ -281,11 +288,35 @@ func (p *peer) closeCode(within time.Duration) int {
 		}
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) {
-			return ce.Code
+			return ce.Code, ce.Text
 		}
 		p.t.Logf("connection ended without close frame: %v", err)
-		return -1
+		return -1, ""
 	}
+}
+
+// dialTinyBuffer connects like dial, with a 4 KiB socket receive buffer:
+// a client that does not read then fills the server's socket quickly, so
+// the server's writes block.
+func (s *testServer) dialTinyBuffer(t testing.TB, kv ...string) *websocket.Conn {
+	t.Helper()
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	conn, _, err := d.Dial(s.wsURL("/ws", q), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // joined dials and consumes the room_changed greeting and, for a JSON
@@ -397,31 +428,4 @@ func TestConnectParamsRejected(t *testing.T) {
 			}
 		})
 	}
-}
-
-// wireServer runs a handler that upgrades through hijackWrapper and hands
-// out the server-side connection, so writePump can be tested over a real
-// socket without the hub deciding when events arrive.
-func wireServer(t testing.TB) (conns <-chan *wiredConn, dialURL string) {
-	ch := make(chan *wiredConn, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hw := &hijackWrapper{ResponseWriter: w}
-		up := websocket.Upgrader{WriteBufferPool: &sync.Pool{}}
-		conn, err := up.Upgrade(hw, r, nil)
-		if err != nil {
-			t.Errorf("upgrade: %v", err)
-			return
-		}
-		counter := &countingConn{Conn: hw.bc.Conn}
-		hw.bc.Conn = counter
-		ch <- &wiredConn{conn: conn, bc: hw.bc, writes: counter}
-	}))
-	t.Cleanup(ts.Close)
-	return ch, "ws" + strings.TrimPrefix(ts.URL, "http")
-}
-
-type wiredConn struct {
-	conn   *websocket.Conn
-	bc     *batchConn
-	writes *countingConn
 }

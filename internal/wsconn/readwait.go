@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package wsconn
 
 import (
 	"bufio"
@@ -8,25 +8,25 @@ import (
 	"syscall"
 )
 
-// readWaiter lets readPump sleep until its socket has something to read
-// before it calls into gorilla.
+// readWaiter lets the reader sleep until its socket has something to read
+// before it starts on a frame.
 //
 // Why: an idle connection's reader spends its whole life parked. Parked
-// inside gorilla's NextReader it sits several frames deep (frame header
-// parsing, bufio, net.Conn.Read), which needs a 4 KiB goroutine stack;
-// parked here it needs the minimum 2 KiB, and at 19,000 idle connections
-// that difference is a fifth of the server's memory. The read itself runs
+// inside a frame read it would sit several calls deep (frame parsing,
+// bufio, net.Conn.Read), which needs a 4 KiB goroutine stack; parked here
+// it needs the minimum 2 KiB, and at 19,000 idle connections that
+// difference is a third of the server's memory. The read itself runs
 // on a helper goroutine (freshstack.go), so the reader never grows: the
 // runtime would not shrink it back.
 type readWaiter struct {
 	rc syscall.RawConn // nil when the connection is not a plain socket: never waits
-	br *bufio.Reader   // gorilla's read buffer; bytes in it are readable without the socket
+	br *bufio.Reader   // the reader's buffer; bytes in it are readable without the socket
 }
 
-// newReadWaiter returns a waiter for conn, the socket under gorilla, and br,
-// the buffered reader gorilla reads through. Either may be unusable (a
+// newReadWaiter returns a waiter for conn, the socket, and br, the buffered
+// reader the connection reads through. Either may be unusable (a
 // wrapped connection in a test, an unknown reader); the waiter then never
-// waits and readPump behaves exactly as without it.
+// waits and the reader behaves exactly as without it.
 func newReadWaiter(conn net.Conn, br *bufio.Reader) readWaiter {
 	sc, ok := conn.(syscall.Conn)
 	if !ok || br == nil {

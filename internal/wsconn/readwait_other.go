@@ -1,13 +1,13 @@
 //go:build !linux
 
-package main
+package wsconn
 
 import (
 	"bufio"
 	"net"
 )
 
-// readWaiter is a no-op outside Linux: readPump reads straight away, as it
+// readWaiter is a no-op outside Linux: the reader reads straight away, as it
 // would without the idle-memory optimisation in readwait.go.
 type readWaiter struct{}
 

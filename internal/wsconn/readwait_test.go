@@ -1,14 +1,12 @@
 //go:build linux
 
-package main
+package wsconn
 
 import (
 	"bufio"
 	"net"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -100,40 +98,5 @@ func TestReadWaiterWithoutSocketNeverWaits(t *testing.T) {
 	case <-waitReturns(w):
 	case <-time.After(5 * time.Second):
 		t.Fatal("wait blocked on a connection it cannot poll")
-	}
-}
-
-// TestFramesInOneSegment sends two frames in one socket write, so the second
-// is already in the server's read buffer when the first has been handled:
-// readPump must not wait for the socket before reading it.
-func TestFramesInOneSegment(t *testing.T) {
-	s := newTestServer(t, Config{})
-	var bc *batchConn
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		bc = &batchConn{Conn: c}
-		return bc, err
-	}}
-	conn, _, err := d.Dial(s.wsURL("/ws", map[string][]string{"format": {"text"}, "name": {"alice"}}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &peer{t: t, conn: conn}
-	t.Cleanup(func() { conn.Close() })
-	p.lineWith("you are alice")
-
-	bc.hold()
-	for _, m := range []string{"first", "second"} {
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := bc.flush(); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"[general] alice: first", "[general] alice: second"} {
-		if got := p.line(); got != want {
-			t.Errorf("line %q; want %q", got, want)
-		}
 	}
 }
