@@ -494,7 +494,7 @@ func TestValidateAuth(t *testing.T) {
 		{"cert without key", Config{TLSCert: "c.pem"}, "go together"},
 		{"missing cert", Config{TLSCert: "/nonexistent/c.pem", TLSKey: "/nonexistent/k.pem"}, "tls"},
 		{"bad origin", Config{AllowedOrigins: []string{"ftp://x"}}, "allowed origin"},
-		{"zero burst", Config{MsgBurst: -1}, "msg burst"},
+		{"zero burst", Config{MsgBurst: -1}, "msg-burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,7 +72,7 @@ func BenchmarkHubFanout(b *testing.B) {
 		b.Run("members="+strconv.Itoa(n), func(b *testing.B) {
 			// PresenceLimit 1: no join notices while n members arrive.
 			cfg := Config{SendQueue: 256, PresenceLimit: 1}.withDefaults()
-			h := newHub(cfg, benchLogger)
+			h := newHub(cfg, benchLogger, deps{})
 			go h.run()
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -123,7 +123,7 @@ func BenchmarkHubFanout(b *testing.B) {
 // state rather than the queues' first growth. The caller owns the hub
 // (nothing else touches it), so it may call hub methods directly.
 func broadcastRoom(n, rounds int) (*Hub, *Room) {
-	h := newHub(Config{}.withDefaults(), benchLogger)
+	h := newHub(Config{}.withDefaults(), benchLogger, deps{})
 	r := newRoom("bench")
 	for i := range n {
 		sink := newMemSink(rounds)

@@ -287,7 +287,7 @@ func TestBrowser(t *testing.T) {
 	browser := startBrowser(t)
 
 	t.Run("chat between tabs, rooms and a terminal", func(t *testing.T) {
-		s := newTestServer(t, Config{})
+		s := newTestServer(t, deployed(Config{}))
 		base := s.ts.URL
 		alice := newTab(t, browser, "alice")
 		bob := newTab(t, browser, "bob")
@@ -399,7 +399,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("markup in a message is shown as text", func(t *testing.T) {
-		s := newTestServer(t, Config{})
+		s := newTestServer(t, deployed(Config{}))
 		alice := newTab(t, browser, "alice")
 		bob := newTab(t, browser, "bob")
 		alice.join(s.ts.URL, "alice", "general")
@@ -418,7 +418,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("byte counter counts the UTF-8 bytes of the whole frame", func(t *testing.T) {
-		s := newTestServer(t, Config{})
+		s := newTestServer(t, deployed(Config{}))
 		alice := newTab(t, browser, "alice")
 		alice.join(s.ts.URL, "alice", "general")
 		overhead := frameSize(t, "")
@@ -455,7 +455,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("a too-long message is not sent and the connection stays", func(t *testing.T) {
-		s := newTestServer(t, Config{})
+		s := newTestServer(t, deployed(Config{}))
 		alice := newTab(t, browser, "alice")
 		alice.join(s.ts.URL, "alice", "general")
 		watch, _ := s.joined(t, "room", "general", "name", "watch")
@@ -529,7 +529,7 @@ func TestBrowser(t *testing.T) {
 		var seen wsLog
 		// A small message budget, so that the page can be made to flood
 		// and be closed with 1008 by the real limiter.
-		hub := openHub(t, Config{Auth: authLogin, UsersFile: users, MsgRate: 2, MsgBurst: 5}, seen.wrap)
+		hub := openHub(t, deployed(Config{Auth: authLogin, UsersFile: users, MsgRate: 2, MsgBurst: 5}), seen.wrap)
 		s := hub.serve(t, nil)
 		alice := newTab(t, browser, "alice")
 		alice.do(
@@ -603,7 +603,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("guest mode with accounts: a registered name needs the login", func(t *testing.T) {
-		s := newTestServer(t, Config{UsersFile: usersFile(t, "alice", "wonderland")})
+		s := newTestServer(t, deployed(Config{UsersFile: usersFile(t, "alice", "wonderland")}))
 		tb := newTab(t, browser, "guest")
 		tb.do(chromedp.Navigate(s.ts.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#show-login")))
 		tb.do(
@@ -633,7 +633,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("jwt mode: the token from the address fragment", func(t *testing.T) {
 		secret := []byte("0123456789abcdef0123456789abcdef")
-		s := newTestServer(t, Config{Auth: authJWT, JWTSecret: string(secret)})
+		s := newTestServer(t, deployed(Config{Auth: authJWT, JWTSecret: string(secret)}))
 		token := func(sub string, exp time.Duration) string {
 			return signJWT(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(exp).Unix()})
 		}
@@ -691,7 +691,8 @@ func TestBrowser(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel() // most of each case is the page's backoff
-				cfg := Config{History: tt.history}
+				// history 0: the default.
+				cfg := deployed(Config{History: tt.history})
 				if tt.durable {
 					cfg.DataDir = t.TempDir()
 				}
@@ -805,18 +806,15 @@ type hubServer struct {
 	once    sync.Once
 }
 
-// openHub builds a Server for cfg the way main does (OpenServer, so
+// openHub builds a Server for cfg the way main does (Open, so
 // DataDir works), its routes seen through wrap when wrap is not nil. As
 // in newTestServer, flood control is off unless cfg sets MsgRate. The
 // server stops when the test ends, if stop was not called before.
 func openHub(t *testing.T, cfg Config, wrap func(http.Handler) http.Handler) *hubServer {
 	t.Helper()
-	if cfg.MsgRate == 0 {
-		cfg.MsgRate = -1
-	}
-	srv, err := OpenServer(cfg, testLogger(t))
+	srv, err := Open(cfg, testLogger(t))
 	if err != nil {
-		t.Fatalf("OpenServer: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	h := &hubServer{t: t, srv: srv, handler: srv.routes()}
 	if wrap != nil {
@@ -919,7 +917,7 @@ func serveOn(t *testing.T, ln net.Listener) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, Config{ShutdownTimeout: 5 * time.Second}, testLogger(t), ln) }()
+	go func() { done <- serve(ctx, deployed(Config{ShutdownTimeout: 5 * time.Second}), testLogger(t), ln) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

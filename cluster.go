@@ -327,29 +327,27 @@ func (b *historyBook) adopt(room, epoch string) {
 	}
 }
 
-// openCluster connects to NATS when cfg names a URL and stores the broker
-// in cfg for NewServer.
-func openCluster(cfg *Config, log *slog.Logger) error {
-	d := cfg.withDefaults()
-	if d.NATSURL == "" {
-		return nil
+// openCluster connects to NATS for cfg (defaults applied), or returns a
+// nil broker when cfg names no NATS URL.
+func openCluster(cfg Config, log *slog.Logger) (Broker, error) {
+	if cfg.NATSURL == "" {
+		return nil, nil
 	}
-	if d.DataDir != "" {
-		return errors.New("-data-dir and -nats-url cannot be combined: with NATS, JetStream keeps the history")
+	if cfg.DataDir != "" {
+		return nil, errors.New("-data-dir and -nats-url cannot be combined: with NATS, JetStream keeps the history")
 	}
 	b, err := newNATSBroker(natsOptions{
-		URL:      d.NATSURL,
-		Prefix:   d.NATSPrefix,
-		Node:     d.NodeName,
-		History:  max(d.History, 1),
-		Interval: d.PresenceInterval,
+		URL:      cfg.NATSURL,
+		Prefix:   cfg.NATSPrefix,
+		Node:     cfg.NodeName,
+		History:  max(cfg.History, 1),
+		Interval: cfg.PresenceInterval,
 		Log:      log,
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: %w", err)
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	cfg.broker = b
-	return nil
+	return b, nil
 }
 
 // defaultNodeName is the host name with a random suffix, so that two

@@ -50,7 +50,7 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 			t.Fatal(err)
 		}
 		c.brs = append(c.brs, b)
-		c.nodes = append(c.nodes, newTestServer(t, Config{MsgRate: -1, APIKey: testKey, broker: b}))
+		c.nodes = append(c.nodes, newTestServerOn(t, deployed(Config{APIKey: testKey}), deps{broker: b}))
 	}
 	return c
 }
@@ -366,9 +366,9 @@ func TestClusterFlags(t *testing.T) {
 	checkFlagCases(t, tests)
 }
 
-// TestOpenServerClusterErrors: settings that cannot work are refused with
+// TestOpenClusterErrors: settings that cannot work are refused with
 // a reason before anything starts.
-func TestOpenServerClusterErrors(t *testing.T) {
+func TestOpenClusterErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  Config
@@ -380,10 +380,10 @@ func TestOpenServerClusterErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := OpenServer(tt.cfg, testLogger(t))
+			s, err := Open(tt.cfg, testLogger(t))
 			if err == nil {
 				s.Shutdown(context.Background())
-				t.Fatalf("OpenServer(%+v) succeeded; want an error", tt.cfg)
+				t.Fatalf("Open(%+v) succeeded; want an error", tt.cfg)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q; want it to mention %q", err, tt.want)
@@ -402,11 +402,12 @@ func TestClusterStartsWithoutNATS(t *testing.T) {
 	}
 	url := "nats://" + ln.Addr().String()
 	ln.Close() // nothing listens there now
-	cfg := Config{NATSURL: url, NATSPrefix: "down", MsgRate: -1}
-	if err := openCluster(&cfg, testLogger(t)); err != nil {
+	cfg := Config{NATSURL: url, NATSPrefix: "down"}
+	b, err := openCluster(cfg.withDefaults(), testLogger(t))
+	if err != nil {
 		t.Fatalf("openCluster with NATS down: %v", err)
 	}
-	s := newTestServer(t, cfg)
+	s := newTestServerOn(t, cfg, deps{broker: b})
 	if err := s.Ready(); err == nil {
 		t.Error("Ready() = nil with NATS down; want an error")
 	}

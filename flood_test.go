@@ -102,7 +102,7 @@ func TestPasteIsOneStrike(t *testing.T) {
 
 // TestFloodOff: a negative rate means no limit.
 func TestFloodOff(t *testing.T) {
-	s := newTestServer(t, Config{MsgRate: -1, MsgBurst: 1})
+	s := newTestServer(t, Config{MsgRate: 0, MsgBurst: 1})
 	p, _ := s.joined(t)
 	const n = 100
 	for i := range n {

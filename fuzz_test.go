@@ -78,7 +78,7 @@ func FuzzParseLine(f *testing.F) {
 func FuzzFrames(f *testing.F) {
 	// Flood control off: it would rightly drop a 256-line frame, which is
 	// not what this fuzzer is about (flood_test.go covers it).
-	s := NewServer(Config{SendQueue: 4096, MsgRate: -1}, slog.New(slog.DiscardHandler))
+	s := NewServer(Config{SendQueue: 4096}, slog.New(slog.DiscardHandler))
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Config = newHTTPServer(s.cfg, s.routes(), slog.New(slog.DiscardHandler))
 	ts.Start()

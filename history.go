@@ -143,18 +143,16 @@ type historyBook struct {
 	idle *list.List // of *roomLog, in the order their rooms emptied
 }
 
-// newHistoryBook builds the history for cfg (defaults already applied).
-func newHistoryBook(cfg Config, log *slog.Logger) *historyBook {
-	if cfg.DataDir != "" && cfg.historyStore == nil {
-		panic("hubbub: Config.DataDir is set: build the server with OpenServer")
-	}
+// newHistoryBook builds the history for cfg (defaults already applied),
+// kept on disk in store if it is not nil.
+func newHistoryBook(cfg Config, store *boltStore, log *slog.Logger) *historyBook {
 	return &historyBook{
-		size:    max(cfg.History, 0),
-		onJoin:  min(max(cfg.HistoryOnJoin, 0), max(cfg.History, 0)),
-		idleMax: max(cfg.HistoryIdleRooms, 0),
+		size:    cfg.History,
+		onJoin:  min(cfg.HistoryOnJoin, cfg.History),
+		idleMax: cfg.HistoryIdleRooms,
 		idleTTL: cfg.HistoryIdleTTL,
 		seq:     localSequencer{},
-		store:   cfg.historyStore,
+		store:   store,
 		log:     log,
 		now:     time.Now,
 		logs:    make(map[string]*roomLog),
@@ -384,28 +382,8 @@ func (c Config) validateHistory() error {
 		return fmt.Errorf("history %d must be at most half the send queue %d: a text client's replay would overflow it",
 			c.History, c.SendQueue)
 	}
-	if c.DataDir != "" && c.History < 0 {
+	if c.DataDir != "" && c.History == 0 {
 		return errors.New("data dir needs history: -history is 0")
 	}
 	return nil
-}
-
-// OpenServer is NewServer for a cfg that may name a DataDir: it opens the
-// durable history first and returns the error if that fails. Shutdown
-// closes the history cleanly.
-func OpenServer(cfg Config, log *slog.Logger) (*Server, error) {
-	if err := openCluster(&cfg, log); err != nil {
-		return nil, err
-	}
-	if d := cfg.withDefaults(); d.DataDir != "" {
-		if err := d.validateHistory(); err != nil {
-			return nil, err
-		}
-		st, err := openBoltStore(d.DataDir, d.History, log)
-		if err != nil {
-			return nil, err
-		}
-		cfg.historyStore = st
-	}
-	return NewServer(cfg, log), nil
 }

@@ -202,7 +202,7 @@ func TestMessageCarriesSeqAndEpoch(t *testing.T) {
 }
 
 func TestHistoryOnJoin(t *testing.T) {
-	s := newTestServer(t, Config{History: 6, HistoryOnJoin: 4})
+	s := newTestServer(t, deployed(Config{History: 6, HistoryOnJoin: 4}))
 	a, _ := s.joined(t, "room", "lobby", "name", "alice")
 	last := a.post("m", 8) // seqs 1..8; the ring keeps 3..8
 
@@ -409,7 +409,7 @@ func TestRecovery(t *testing.T) {
 // TestLastMemberRecovers: a room that empties keeps its history, so the
 // client that was alone in it recovers after a reconnect.
 func TestLastMemberRecovers(t *testing.T) {
-	s := newTestServer(t, Config{})
+	s := newTestServer(t, deployed(Config{}))
 	a, _ := s.joined(t, "room", "solo", "name", "alice")
 	first := a.post("m", 1)
 	a.conn.Close()
@@ -429,7 +429,7 @@ func TestLastMemberRecovers(t *testing.T) {
 }
 
 func TestHistoryDisabled(t *testing.T) {
-	s := newTestServer(t, Config{History: -1})
+	s := newTestServer(t, Config{History: 0})
 	a, _ := s.joined(t, "room", "r", "name", "alice")
 	last := a.post("m", 3)
 	if last.Seq != 3 || last.Epoch == "" {
@@ -463,7 +463,7 @@ func TestHistoryDisabled(t *testing.T) {
 
 func TestHistoryBookIdle(t *testing.T) {
 	now := time.Unix(1000, 0)
-	b := newHistoryBook(Config{History: 5, HistoryIdleRooms: 2, HistoryIdleTTL: time.Minute}.withDefaults(),
+	b := newHistoryBook(Config{History: 5, HistoryIdleRooms: 2, HistoryIdleTTL: time.Minute}.withDefaults(), nil,
 		slog.New(slog.DiscardHandler))
 	b.now = func() time.Time { return now }
 	epochs := map[string]string{}
@@ -510,10 +510,14 @@ func TestHistoryConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = c.withDefaults().withDefaults() // twice: "off" must survive
-	if c.History >= 0 || c.HistoryOnJoin >= 0 || c.HistoryIdleRooms >= 0 {
-		t.Errorf("0 on the command line gave %d %d %d; want all off (negative)", c.History, c.HistoryOnJoin, c.HistoryIdleRooms)
+	if c.History != 0 || c.HistoryOnJoin != 0 || c.HistoryIdleRooms != 0 {
+		t.Errorf("0 on the command line gave %d %d %d; want all off (0)", c.History, c.HistoryOnJoin, c.HistoryIdleRooms)
 	}
-	d := Config{}.withDefaults()
+	// The same zero in a Config means the same: off.
+	if z := (Config{}).withDefaults(); z.History != 0 || z.HistoryOnJoin != 0 || z.HistoryIdleRooms != 0 {
+		t.Errorf("a zero Config has history %d %d %d; want off, as on the command line", z.History, z.HistoryOnJoin, z.HistoryIdleRooms)
+	}
+	d := DefaultConfig().withDefaults()
 	if d.History != 100 || d.HistoryOnJoin != 50 || d.HistoryIdleRooms != 1000 || d.HistoryIdleTTL != time.Hour {
 		t.Errorf("defaults %d %d %d %v; want 100 50 1000 1h", d.History, d.HistoryOnJoin, d.HistoryIdleRooms, d.HistoryIdleTTL)
 	}
@@ -524,7 +528,9 @@ func TestHistoryConfig(t *testing.T) {
 		{Config{}, ""},
 		{Config{History: 200}, "half the send queue"},
 		{Config{History: 200, SendQueue: 400}, ""},
-		{Config{History: -1, DataDir: "/tmp/x"}, "data dir needs history"},
+		{Config{History: 0, DataDir: "/tmp/x"}, "data dir needs history"},
+		{Config{History: -1}, "history -1: want 0 or more"},
+		{Config{HistoryOnJoin: -5}, "history-on-join -5"},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.withDefaults().validate()
@@ -544,21 +550,22 @@ func BenchmarkBroadcastHistory(b *testing.B) {
 		history int
 		store   bool
 	}{
-		{"off", -1, false},
+		{"off", 0, false},
 		{"memory", 100, false},
 		{"bbolt", 100, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			log := slog.New(slog.DiscardHandler)
 			cfg := Config{History: bc.history}
+			var d deps
 			if bc.store {
 				st, err := openBoltStore(b.TempDir(), 100, log)
 				if err != nil {
 					b.Fatal(err)
 				}
-				cfg.historyStore, cfg.DataDir = st, "set"
+				d.store = st
 			}
-			h := newHub(cfg.withDefaults(), log)
+			h := newHub(cfg.withDefaults(), log, d)
 			b.Cleanup(func() { h.history.close(); h.broker.Close() })
 			members := make([]*Client, 10)
 			for i := range members {

@@ -74,16 +74,17 @@ type presenceNote struct {
 	oldName string
 }
 
-// newHub returns a hub for cfg. The caller starts run in a goroutine and
-// must call Shutdown to stop it.
-func newHub(cfg Config, log *slog.Logger) *Hub {
+// newHub returns a hub for cfg (defaults applied) on the opened
+// dependencies d. The caller starts run in a goroutine and must call
+// Shutdown to stop it.
+func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 	h := &Hub{
 		cfg:      cfg,
 		log:      log,
 		clients:  make(map[*Client]struct{}),
 		closing:  make(map[*Client]struct{}),
 		rooms:    make(map[string]*Room),
-		history:  newHistoryBook(cfg, log),
+		history:  newHistoryBook(cfg, d.store, log),
 		register: make(chan *Client),
 		inbound:  make(chan request, 1024),
 		quit:     make(chan struct{}),
@@ -91,7 +92,7 @@ func newHub(cfg Config, log *slog.Logger) *Hub {
 		done:     make(chan struct{}),
 		m:        newMetrics(),
 	}
-	h.attachBroker(cfg.broker)
+	h.attachBroker(d.broker)
 	return h
 }
 

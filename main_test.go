@@ -26,8 +26,8 @@ func TestParseFlags(t *testing.T) {
 		{"defaults", nil, nil, func(c Config) bool {
 			c = c.withDefaults()
 			return c.Addr == ":8080" && c.SendQueue == 256 && c.MaxMessageSize == 512 &&
-				c.PongWait == time.Minute && c.PingPeriod == 54*time.Second && c.BatchWindow == 30*time.Millisecond &&
-				c.ReadHeaderTimeout == 5*time.Second
+				c.PongWait == time.Minute && c.PingPeriod == 54*time.Second &&
+				c.ReadHeaderTimeout == 5*time.Second && c.History == 100 && c.MsgRate == 10
 		}, ""},
 		{"flag", []string{"-addr", "127.0.0.1:9", "-send-queue", "8"}, nil, func(c Config) bool {
 			return c.Addr == "127.0.0.1:9" && c.SendQueue == 8
@@ -36,8 +36,16 @@ func TestParseFlags(t *testing.T) {
 			func(c Config) bool { return c.Addr == ":7" && c.SendQueue == 9 && c.PongWait == 3*time.Second }, ""},
 		{"flag beats env", []string{"-addr", ":1"}, map[string]string{"HUBBUB_ADDR": ":7"},
 			func(c Config) bool { return c.Addr == ":1" }, ""},
-		{"batch window off", []string{"-batch-window", "0"}, nil,
-			func(c Config) bool { return c.withDefaults().withDefaults().BatchWindow < 0 }, ""},
+		{"zero is off, as in Config", []string{"-history", "0", "-msg-rate", "0", "-history-on-join", "0"}, nil,
+			func(c Config) bool {
+				c = c.withDefaults().withDefaults()
+				return c.History == 0 && c.MsgRate == 0 && c.HistoryOnJoin == 0 && c.HistoryIdleRooms == 1000
+			}, ""},
+		{"removed flag", []string{"-batch-window", "30ms"}, nil, nil, "-batch-window is no longer a setting: writes now fill up"},
+		{"removed flag, = form", []string{"--batch-window=0"}, nil, nil, "no longer a setting"},
+		{"removed variable", nil, map[string]string{"HUBBUB_BATCH_WINDOW": "30ms"}, nil, "HUBBUB_BATCH_WINDOW is no longer a setting"},
+		{"a value that looks like a removed flag", []string{"-node", "batch-window"}, nil,
+			func(c Config) bool { return c.NodeName == "batch-window" }, ""},
 		{"bad env", nil, map[string]string{"HUBBUB_SEND_QUEUE": "lots"}, nil, "HUBBUB_SEND_QUEUE"},
 		{"bad flag", []string{"-send-queue", "x"}, nil, nil, "invalid value"},
 		{"stray arg", []string{"serve"}, nil, nil, "unexpected argument"},

@@ -150,7 +150,7 @@ func TestMetricsExportedAtZero(t *testing.T) {
 // a history event, empty here), the members already there get a presence
 // event, and a message goes to everyone in the room including its sender.
 func TestMetricsFollowTraffic(t *testing.T) {
-	s := newTestServer(t, Config{})
+	s := newTestServer(t, deployed(Config{}))
 	a, _ := s.joined(t, "room", "r1", "name", "a")
 	b := s.dial(t, "room", "r1", "name", "b", "format", "text")
 	b.lineWith("you are b")

@@ -57,15 +57,58 @@ type Server struct {
 	readyChecks []readyCheck // consulted by /readyz; fixed before serving (health.go)
 }
 
-// NewServer builds a server for cfg and starts its hub. Call Shutdown to
-// stop the hub and every connection.
+// deps are what a server runs on that must be opened before it. Open opens
+// them as a Config says; tests make them directly. The zero value is a
+// server in memory, on its own.
+type deps struct {
+	store  *boltStore // durable history (-data-dir); nil: memory only
+	broker Broker     // the cluster link (-nats-url); nil: a private in-memory broker
+}
+
+// NewServer builds a server for cfg that keeps everything in memory and
+// runs alone, and starts its hub; a cfg that names a DataDir or a NATSURL
+// needs Open instead. Call Shutdown to stop the hub and every connection.
 func NewServer(cfg Config, log *slog.Logger) *Server {
+	return newServer(cfg, log, deps{})
+}
+
+// Open builds a server for cfg, first opening what its settings name: the
+// history store in DataDir, the link to NATSURL. If anything fails, what
+// was opened is closed again and the error says what failed.
+func Open(cfg Config, log *slog.Logger) (*Server, error) {
 	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var d deps
+	var err error
+	if d.broker, err = openCluster(cfg, log); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir != "" {
+		st, err := openBoltStore(cfg.DataDir, cfg.History, log)
+		if err != nil {
+			if d.broker != nil {
+				d.broker.Close()
+			}
+			return nil, err
+		}
+		d.store = st
+	}
+	return newServer(cfg, log, d), nil
+}
+
+// newServer builds a server for cfg on the opened dependencies d.
+func newServer(cfg Config, log *slog.Logger, d deps) *Server {
+	cfg = cfg.withDefaults()
+	if (cfg.DataDir != "" && d.store == nil) || (cfg.NATSURL != "" && d.broker == nil) {
+		panic("hubbub: Config names a data dir or a NATS URL: build the server with Open")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg,
 		log: log,
-		hub: newHub(cfg, log),
+		hub: newHub(cfg, log, d),
 		mem: newMemReleaser(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.WriteWait,

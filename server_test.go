@@ -90,10 +90,38 @@ func newTestServer(t testing.TB, cfg Config, setup ...func(*Server)) *testServer
 // http.Server, so tests meet the same timeouts.
 func newServerWith(t testing.TB, cfg Config, log *slog.Logger, wrap func(net.Listener) net.Listener, setup ...func(*Server)) *testServer {
 	t.Helper()
-	if cfg.MsgRate == 0 {
-		cfg.MsgRate = -1
+	return serveTest(t, NewServer(cfg, log), log, wrap, setup...)
+}
+
+// deployed returns c with history on at its defaults wherever c leaves it
+// unset, as on a server a user runs, for tests of behaviour that follows
+// from history: replay on join, recovery, idle rooms. A zero Config has
+// history off. Flood control stays as c says (off unless set): tests drive
+// clients faster than people type.
+func deployed(c Config) Config {
+	d := DefaultConfig()
+	if c.History == 0 {
+		c.History = d.History
 	}
-	s := NewServer(cfg, log)
+	if c.HistoryOnJoin == 0 {
+		c.HistoryOnJoin = d.HistoryOnJoin
+	}
+	if c.HistoryIdleRooms == 0 {
+		c.HistoryIdleRooms = d.HistoryIdleRooms
+	}
+	return c
+}
+
+// newTestServerOn is newTestServer for a server on dependencies the test
+// opened itself (a broker, a store).
+func newTestServerOn(t testing.TB, cfg Config, d deps) *testServer {
+	t.Helper()
+	return serveTest(t, newServer(cfg, testLogger(t), d), testLogger(t), nil)
+}
+
+// serveTest serves s on loopback for the rest of the test.
+func serveTest(t testing.TB, s *Server, log *slog.Logger, wrap func(net.Listener) net.Listener, setup ...func(*Server)) *testServer {
+	t.Helper()
 	for _, f := range setup {
 		f(s)
 	}

@@ -18,9 +18,9 @@ import (
 // did not).
 func startDurable(t *testing.T, cfg Config) (s *testServer, stop func()) {
 	t.Helper()
-	srv, err := OpenServer(cfg, testLogger(t))
+	srv, err := Open(cfg, testLogger(t))
 	if err != nil {
-		t.Fatalf("OpenServer: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	ts := httptest.NewServer(srv.routes())
 	stop = func() {
@@ -78,7 +78,7 @@ func TestDurableUncleanRotatesEpoch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	book := newHistoryBook(Config{History: 5, DataDir: dir, historyStore: st}.withDefaults(), log)
+	book := newHistoryBook(Config{History: 5, DataDir: dir}.withDefaults(), st, log)
 	book.record("r", 1, "al", "one", testTime, false)
 	o := book.record("r", 2, "al", "two", testTime, false)
 	book.record("s", 1, "al", "other room", testTime, false)
@@ -93,7 +93,7 @@ func TestDurableUncleanRotatesEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st2.close()
-	book2 := newHistoryBook(Config{History: 5, DataDir: dir, historyStore: st2}.withDefaults(), log)
+	book2 := newHistoryBook(Config{History: 5, DataDir: dir}.withDefaults(), st2, log)
 	l := book2.get("r")
 	if l.epoch == old || l.epoch == "" || l.last != 2 || l.count() != 2 {
 		t.Fatalf("after a crash: epoch %q (was %q) last %d kept %d; want a new epoch, 2 kept", l.epoch, old, l.last, l.count())
@@ -159,16 +159,16 @@ func TestBoltStoreQueuedAndTrimmed(t *testing.T) {
 
 func TestDataDirErrors(t *testing.T) {
 	dir := t.TempDir()
-	_, stop := startDurable(t, Config{DataDir: dir})
+	_, stop := startDurable(t, deployed(Config{DataDir: dir}))
 	defer stop()
 	// A second server on the same directory is refused, not left hanging.
-	if _, err := OpenServer(Config{DataDir: dir}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "open history") {
-		t.Errorf("second OpenServer on %s: %v; want an open history error", dir, err)
+	if _, err := Open(Config{DataDir: dir, History: 100}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "open history") {
+		t.Errorf("second Open on %s: %v; want an open history error", dir, err)
 	}
-	if _, err := OpenServer(Config{DataDir: dir, History: -1}, testLogger(t)); err == nil {
-		t.Errorf("OpenServer with a data dir and history off succeeded")
+	if _, err := Open(Config{DataDir: dir, History: 0}, testLogger(t)); err == nil {
+		t.Errorf("Open with a data dir and history off succeeded")
 	}
-	if _, err := OpenServer(Config{DataDir: "/proc/hubbub-no"}, testLogger(t)); err == nil {
-		t.Errorf("OpenServer in an unwritable dir succeeded")
+	if _, err := Open(Config{DataDir: "/proc/hubbub-no", History: 100}, testLogger(t)); err == nil {
+		t.Errorf("Open in an unwritable dir succeeded")
 	}
 }
