@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 
 	"unicode/utf8"
@@ -78,15 +76,13 @@ func (h *Hub) serveAPI(a *apiCall) {
 		// every node, has a seq and is replayed.
 		res.ID, res.Err = h.publishAs(a.room, a.from, a.message, true, nil)
 	case apiRooms:
-		res.Rooms = make([]roomInfo, 0, len(h.rooms))
-		for _, r := range h.rooms {
-			res.Rooms = append(res.Rooms, roomInfo{Name: r.name, Members: r.size()})
-		}
-		res.Rooms = h.remoteRooms(res.Rooms) // members on other cluster nodes count too
-		slices.SortFunc(res.Rooms, func(a, b roomInfo) int { return cmp.Compare(a.Name, b.Name) })
+		res.Rooms = h.roomList() // members on other cluster nodes count too
 	}
 	a.reply <- res
 }
+
+// handle carries out an API call (a request; see Hub).
+func (a *apiCall) handle(h *Hub) { h.serveAPI(a) }
 
 // apiRoutes adds the API endpoints to mux when an API key is configured.
 // Without one they do not exist (404), so an unconfigured server exposes no
@@ -214,7 +210,7 @@ func (s *Server) callHub(ctx context.Context, a *apiCall) (apiResult, int, error
 		return apiResult{}, http.StatusServiceUnavailable, errHubStopped
 	}
 	a.reply = make(chan apiResult, 1)
-	if !s.hub.submit(request{api: a}) {
+	if !s.hub.submit(a) {
 		return apiResult{}, http.StatusServiceUnavailable, errHubStopped
 	}
 	select {

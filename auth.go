@@ -381,19 +381,6 @@ func (a *authenticator) verifyJWT(tok string, now time.Time) (string, error) {
 	return claims.Subject, nil
 }
 
-// renameRefused says why c may not take name, or returns nil. A logged-in
-// client keeps the name its login gave it; a guest may not take a
-// registered user's name. Must only be called from Hub.run.
-func (h *Hub) renameRefused(c *Client, name string) *protoError {
-	switch {
-	case c.account != "":
-		return &protoError{Code: errNameLocked, Message: "you are logged in as " + c.account + "; your name comes from your login"}
-	case h.registered != nil && h.registered(name):
-		return &protoError{Code: errNameReserved, Message: name + " is a registered name; log in to use it"}
-	}
-	return nil
-}
-
 // hashPassword is the hash-password subcommand: it reads one password line
 // from in (without echo when in is a terminal) and prints its bcrypt hash,
 // ready to paste after "name:" in a users file.

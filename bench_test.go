@@ -101,7 +101,7 @@ func BenchmarkHubFanout(b *testing.B) {
 				batch := min(inFlight, b.N-done)
 				delivered.Add(batch * n)
 				for range batch {
-					if !h.submit(request{c: sender, op: opSay, arg: "hello, everyone"}) {
+					if !h.submit(clientRequest{sender, sayCmd{"hello, everyone"}}) {
 						b.Fatal("hub stopped")
 					}
 				}
@@ -210,7 +210,7 @@ func BenchmarkParseText(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {
 				for _, line := range splitLines(data) {
-					if r := parseLine(line); r.op == 0 {
+					if r := parseLine(line); r == nil {
 						b.Fatalf("parseLine(%q) returned no op", line)
 					}
 				}
@@ -224,8 +224,8 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	data := []byte(`{"type":"send_message","payload":{"message":"hello everyone, how is it going?"}}`)
 	b.ReportAllocs()
 	for range b.N {
-		if r := decodeJSON(data); r.op != opSay {
-			b.Fatalf("decodeJSON = %+v; want opSay", r)
+		if r, ok := decodeJSON(data).(sayCmd); !ok {
+			b.Fatalf("decodeJSON = %+v; want a sayCmd", r)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"time"
 
 	"hubbub/internal/wsconn"
 )
@@ -69,39 +70,53 @@ var _ sink = (*wsconn.Conn)(nil)
 var panicHook func(c *Client)
 
 // Message handles one message from the peer: it decodes the message into
-// requests and hands them to the hub, within the flood budget.
+// commands and submits them to the hub, within the flood budget.
 // The connection's reader calls it (wsconn.Handler).
 func (c *Client) Message(data []byte, binary bool) {
 	if panicHook != nil {
 		panicHook(c)
 	}
-	if !c.startFrame() {
+	if !c.flood.startFrame() {
 		return // closing for flooding: nothing more is taken from this client
 	}
 	if binary {
-		c.submit(request{c: c, op: opFail, err: &protoError{Code: errBinary, Message: binaryFrameMessage}})
+		c.submit(failCmd{&protoError{Code: errBinary, Message: binaryFrameMessage}})
 		return
 	}
 	if c.format == formatJSON {
-		r := decodeJSON(data)
-		r.c = c
-		c.submit(r)
+		c.submit(decodeJSON(data))
 		return
 	}
 	for _, line := range splitLines(data) {
-		r := parseLine(line)
-		r.c = c
-		if r.op == opQuit {
+		cmd := parseLine(line)
+		if _, ok := cmd.(quitCmd); ok {
 			// The hub says goodbye (1000 "bye") after everything already
 			// queued for us, such as the answer to a /who just before;
 			// the rest of this frame is not taken.
-			c.hub.submit(r)
+			c.hub.submit(clientRequest{c, cmd})
 			return
 		}
-		if !c.submit(r) {
+		if !c.submit(cmd) {
 			return
 		}
 	}
+}
+
+// submit hands cmd to the hub if c's flood budget allows it (flood.go).
+// The first command refused in a frame is answered with one rate_limited
+// error; the refusal that makes the client a flooder closes it with 1008.
+// It returns false once the hub has stopped.
+func (c *Client) submit(cmd command) bool {
+	switch c.flood.spend(time.Now()) {
+	case floodWarn:
+		cmd = failCmd{c.flood.refusal()}
+	case floodKick:
+		c.logger().Info("closing: flooding", "strikes", floodStrikes, "window", floodWindow)
+		cmd = floodCmd{}
+	case floodDrop:
+		return true // refused, and this frame was already told
+	}
+	return c.hub.submit(clientRequest{c, cmd})
 }
 
 // Closed is the connection's one exit notification (wsconn.Handler): the

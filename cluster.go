@@ -74,16 +74,19 @@ func (h *Hub) attachBroker(b Broker) {
 // goroutine, never on run's.
 func (h *Hub) fromBroker(ev brokerEvent) {
 	select {
-	case h.inbound <- request{op: opBroker, bk: &ev}:
+	case h.inbound <- queued{r: &ev}:
 	case <-h.done:
 	}
 }
+
+// handle applies a broker event (a request; see Hub).
+func (ev *brokerEvent) handle(h *Hub) { h.handleBroker(ev) }
 
 // publish sends c's message to its room through the broker. Failures,
 // now or later, reach c as an error event. Must only be called from run.
 func (h *Hub) publish(c *Client, msg string) {
 	_, err := h.publishAs(c.room.name, c.name, msg, false, func(err error) {
-		h.submit(request{c: c, op: opFail, err: notDelivered(err)})
+		h.submit(clientRequest{c, failCmd{notDelivered(err)}})
 	})
 	if err != nil {
 		h.deliver(c, errorEvent(notDelivered(err)))
@@ -294,37 +297,6 @@ func (h *Hub) remoteRooms(infos []roomInfo) []roomInfo {
 		}
 	}
 	return infos
-}
-
-// recordAt is record for a message the broker has already placed: seq and
-// epoch come from the cluster (0 and "": number it here). It returns nil
-// for a message the log has already seen. Must only be called from run.
-func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time, bot bool) *outbound {
-	l := b.get(room)
-	if epoch != "" {
-		b.adopt(room, epoch)
-	}
-	if seq == 0 {
-		seq = b.seq.next(l)
-	}
-	if seq <= l.last {
-		return nil
-	}
-	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
-	if l.add(seq, o, b.size) && b.store != nil {
-		b.store.appendMessage(room, seq, messagePayloadJSON(o))
-	}
-	return o
-}
-
-// adopt makes epoch room's epoch, forgetting the kept messages if it was
-// another: the cluster's log for the room is a new one.
-// Must only be called from run.
-func (b *historyBook) adopt(room, epoch string) {
-	l := b.get(room)
-	if l.epoch != epoch {
-		l.epoch, l.last, l.ring, l.head = epoch, 0, l.ring[:0], 0
-	}
 }
 
 // openCluster connects to NATS for cfg (defaults applied), or returns a

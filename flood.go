@@ -35,36 +35,43 @@ func newFlood(cfg Config) *flood {
 	return &flood{lim: rate.NewLimiter(rate.Limit(cfg.MsgRate), cfg.MsgBurst)}
 }
 
-// startFrame is called by Message for every message read. It returns
-// false when the message is to be ignored because the client is being
-// closed for flooding (until the hub has acted on it; the connection then
-// drops whatever else arrives).
-func (c *Client) startFrame() bool {
-	if c.flood == nil {
+// startFrame is called by Client.Message for every message read, on a
+// nil flood too (no limit). It returns false when the message is to be
+// ignored because the client is being closed for flooding (until the hub
+// has acted on it; the connection then drops whatever else arrives).
+func (f *flood) startFrame() bool {
+	if f == nil {
 		return true
 	}
-	c.flood.refused = false
-	return !c.flood.kicked
+	f.refused = false
+	return !f.kicked
 }
 
-// submit hands r to the hub if c's budget allows it. The first request
-// refused in a frame gets one rate_limited error; the frame counts as a
-// strike, and the strike that reaches floodStrikes asks the hub to close
-// c with 1008 (dcFlooding). It returns false once the hub has stopped.
-func (c *Client) submit(r request) bool {
-	f := c.flood
-	if f == nil {
-		return c.hub.submit(r)
-	}
-	if f.kicked {
-		return true
-	}
-	now := time.Now()
-	if f.lim.AllowN(now, 1) {
-		return c.hub.submit(r)
-	}
-	if f.refused {
-		return true // this frame already struck and was told
+// floodVerdict is what spend decides about one command.
+type floodVerdict uint8
+
+const (
+	floodPass floodVerdict = iota // within budget: submit it
+	floodWarn                     // refused: tell the client (once per frame)
+	floodDrop                     // refused; the client was told already
+	floodKick                     // refused, and the client keeps flooding: close it
+)
+
+// spend takes one token for a command at now and says what to do with it.
+// A frame with a refused command counts as one strike, so pasting many
+// lines at once costs one strike, not one per line; the strike that
+// reaches floodStrikes within floodWindow makes the client a flooder. A
+// nil flood passes everything.
+func (f *flood) spend(now time.Time) floodVerdict {
+	switch {
+	case f == nil:
+		return floodPass
+	case f.kicked:
+		return floodDrop
+	case f.lim.AllowN(now, 1):
+		return floodPass
+	case f.refused:
+		return floodDrop
 	}
 	f.refused = true
 	if now.Sub(f.since) > floodWindow {
@@ -73,10 +80,14 @@ func (c *Client) submit(r request) bool {
 	f.strikes++
 	if f.strikes >= floodStrikes {
 		f.kicked = true
-		c.logger().Info("closing: flooding", "strikes", f.strikes, "window", floodWindow)
-		return c.hub.submit(request{c: c, op: opKick})
+		return floodKick
 	}
-	return c.hub.submit(request{c: c, op: opFail, err: &protoError{Code: errRateLimited,
+	return floodWarn
+}
+
+// refusal is the error a client gets for a command over its budget.
+func (f *flood) refusal() *protoError {
+	return &protoError{Code: errRateLimited,
 		Message: fmt.Sprintf("slow down: at most %g messages per second (bursts of %d); this one was dropped",
-			float64(f.lim.Limit()), f.lim.Burst())}})
+			float64(f.lim.Limit()), f.lim.Burst())}
 }

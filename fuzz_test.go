@@ -38,9 +38,9 @@ func FuzzParseLine(f *testing.F) {
 				t.Fatalf("splitLines(%q) gave line %q", line, l)
 			}
 		}
-		r := parseLine(line)
+		r := flat(parseLine(line))
 		switch {
-		case r.op == 0 || r.op == opGone:
+		case r.op == opNone:
 			t.Fatalf("parseLine(%q) = op %d; not a client op", line, r.op)
 		case r.op == opFail && (r.err == nil || r.err.Code == "" || r.err.Message == ""):
 			t.Fatalf("parseLine(%q) failed without code and message", line)
@@ -154,7 +154,7 @@ func FuzzFrames(f *testing.F) {
 // hasQuit reports whether a text-mode frame contains a /quit line.
 func hasQuit(frame []byte) bool {
 	for _, l := range splitLines(frame) {
-		if parseLine(l).op == opQuit {
+		if _, ok := parseLine(l).(quitCmd); ok {
 			return true
 		}
 	}

@@ -166,6 +166,37 @@ func (b *historyBook) record(room string, id uint64, from, msg string, t time.Ti
 	return b.recordAt(room, "", 0, id, from, msg, t, bot)
 }
 
+// recordAt is record for a message the broker has already placed: seq and
+// epoch come from the cluster (0 and "": number it here). It returns nil
+// for a message the log has already seen. Must only be called from run.
+func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time, bot bool) *outbound {
+	l := b.get(room)
+	if epoch != "" {
+		b.adopt(room, epoch)
+	}
+	if seq == 0 {
+		seq = b.seq.next(l)
+	}
+	if seq <= l.last {
+		return nil
+	}
+	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
+	if l.add(seq, o, b.size) && b.store != nil {
+		b.store.appendMessage(room, seq, messagePayloadJSON(o))
+	}
+	return o
+}
+
+// adopt makes epoch room's epoch, forgetting the kept messages if it was
+// another: the cluster's log for the room is a new one.
+// Must only be called from run.
+func (b *historyBook) adopt(room, epoch string) {
+	l := b.get(room)
+	if l.epoch != epoch {
+		l.epoch, l.last, l.ring, l.head = epoch, 0, l.ring[:0], 0
+	}
+}
+
 // get returns room's log, waking it from the idle list, loading it from the
 // store or starting a new epoch. Must only be called from run.
 func (b *historyBook) get(room string) *roomLog {

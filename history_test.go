@@ -577,7 +577,7 @@ func BenchmarkBroadcastHistory(b *testing.B) {
 			for _, m := range members {
 				m.conn.(*memSink).take() // greetings and presence
 			}
-			req := request{c: members[0], op: opSay, arg: "a message of ordinary length, about sixty bytes long"}
+			req := queued{r: clientRequest{members[0], sayCmd{"a message of ordinary length, about sixty bytes long"}}}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
@@ -586,7 +586,7 @@ func BenchmarkBroadcastHistory(b *testing.B) {
 				// handle that too, skipping the room's synced marker.
 				for r := <-h.inbound; ; r = <-h.inbound {
 					h.handle(r)
-					if r.bk != nil && r.bk.d.Kind == DeliverMessage {
+					if ev, ok := r.r.(*brokerEvent); ok && ev.d.Kind == DeliverMessage {
 						break
 					}
 				}

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +20,26 @@ import (
 // everything else talks to it through channels. That is the whole
 // concurrency design: no mutex guards chat state, and a slow client can
 // never hold up the hub because the hub never blocks on one.
+//
+// Where the hub's handlers live. run takes one thing at a time from its
+// channels; every request on inbound carries its own handler (request's
+// handle method), and a client's command is handled by its run method:
+//
+//	from         request / command   handler                    then
+//	register     *Client             Hub.add (hub.go)           Hub.join
+//	client       sayCmd              command.go                 Hub.publish (cluster.go): out to the broker
+//	client       joinCmd             command.go                 Hub.join: rooms, presence, Hub.replayHistory (history.go)
+//	client       nickCmd             command.go                 Hub.rename, Hub.renameRefused (hub.go)
+//	client       whoCmd, roomsCmd    command.go                 membersEvent, roomsEvent (events.go)
+//	client       helpCmd, failCmd    command.go                 Hub.deliver
+//	client       quitCmd, floodCmd   command.go                 Hub.disconnect (hub.go; reasons in disconnect.go)
+//	connection   goneRequest         hub.go                     Hub.disconnect: counted if the connection ended it
+//	broker       *brokerEvent        Hub.handleBroker (cluster.go)  historyBook.recordAt (history.go), Hub.broadcast
+//	HTTP API     *apiCall            Hub.serveAPI (api.go)      Hub.publishAs (cluster.go)
+//	ticker       —                   Hub.pingAll (hub.go)
+//	Shutdown     quit, kill          run (hub.go)               Hub.disconnect(dcShutdown), then Abort
+//
+// Adding a request kind: docs/ARCHITECTURE.md has the checklist.
 type Hub struct {
 	cfg Config
 	log *slog.Logger
@@ -38,10 +57,10 @@ type Hub struct {
 	cl        clusterState   // room subscriptions and remote members (cluster.go)
 
 	register chan *Client // from serveWs, after the upgrade
-	// inbound carries chat messages and commands from clients' readers,
-	// and each connection's end (opGone): one FIFO, so that a client
-	// leaving never overtakes the requests it made before.
-	inbound chan request
+	// inbound carries every request: clients' commands, each connection's
+	// end, broker deliveries, API calls. One FIFO, so that a client
+	// leaving never overtakes the commands it sent before.
+	inbound chan queued
 	quit    chan struct{} // closed by Shutdown: say goodbye to everyone
 	kill    chan struct{} // closed by Shutdown when its deadline passes
 	done    chan struct{} // closed when run returns
@@ -56,7 +75,7 @@ type Hub struct {
 	m          *metrics // this hub's Prometheus instruments (metrics.go)
 }
 
-// hubStats are counters read by tests and, later, metrics. Atomic so they can
+// hubStats are counters read by tests. Atomic so they can
 // be read from any goroutine without asking the hub.
 type hubStats struct {
 	slowConsumers atomic.Uint64 // clients evicted because their queue was full
@@ -64,14 +83,6 @@ type hubStats struct {
 	undelivered   atomic.Uint64 // chat messages the broker refused or lost (sender told)
 	conns         atomic.Int64  // gauge: clients whose connection has not yet ended; set by run
 	panics        atomic.Uint64 // panics recovered in connection goroutines
-}
-
-// presenceNote is a join, leave or rename waiting to be announced.
-type presenceNote struct {
-	room    *Room
-	event   string
-	name    string
-	oldName string
 }
 
 // newHub returns a hub for cfg (defaults applied) on the opened
@@ -86,7 +97,7 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 		rooms:    make(map[string]*Room),
 		history:  newHistoryBook(cfg, d.store, log),
 		register: make(chan *Client),
-		inbound:  make(chan request, 1024),
+		inbound:  make(chan queued, 1024),
 		quit:     make(chan struct{}),
 		kill:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -117,8 +128,8 @@ func (h *Hub) run() {
 		case c := <-h.register:
 			h.m.connectsTotal.Inc()
 			h.add(c)
-		case r := <-h.inbound:
-			h.handle(r)
+		case q := <-h.inbound:
+			h.handle(q)
 		case <-quit:
 			quit = nil
 			h.draining = true
@@ -156,12 +167,51 @@ func (h *Hub) startBroker() {
 	}
 }
 
+// request is one thing for the hub to do. Its handle method is the hub's
+// handler for it (see the index on Hub) and must only be called from run.
+type request interface {
+	handle(h *Hub)
+}
+
+// queued is a request on inbound, with when it was submitted for the hub
+// latency metric (zero: not measured).
+type queued struct {
+	r  request
+	at time.Time
+}
+
+// clientRequest is a command from c's reader.
+type clientRequest struct {
+	c   *Client
+	cmd command
+}
+
+func (r clientRequest) handle(h *Hub) {
+	if !r.c.active {
+		return // disconnected while the command was queued
+	}
+	r.cmd.run(h, r.c)
+}
+
+// goneRequest reports that c's connection is over, for reason end. If the
+// hub had not let go of c yet, the connection ended it (1009, pong
+// timeout, …) or the peer did: disconnect counts it and takes c out of its
+// room now. Either way nothing of c is left to wait for.
+type goneRequest struct {
+	c   *Client
+	end wsconn.Disconnect
+}
+
+func (r goneRequest) handle(h *Hub) {
+	h.disconnect(r.c, r.end)
+	delete(h.closing, r.c)
+}
+
 // submit hands a request to the hub. It returns false once the hub has
 // stopped, so the caller can exit instead of blocking forever.
 func (h *Hub) submit(r request) bool {
-	r.at = time.Now()
 	select {
-	case h.inbound <- r:
+	case h.inbound <- queued{r: r, at: time.Now()}:
 		return true
 	case <-h.done:
 		return false
@@ -184,7 +234,7 @@ func (h *Hub) registerClient(c *Client) bool {
 // before a close frame, /quit or a dropped connection is still delivered.
 func (h *Hub) gone(c *Client, d wsconn.Disconnect) {
 	select {
-	case h.inbound <- request{c: c, op: opGone, end: d}:
+	case h.inbound <- queued{r: goneRequest{c, d}}:
 	case <-h.done:
 	}
 }
@@ -290,56 +340,10 @@ func (h *Hub) broadcast(r *Room, o *outbound, skip *Client) {
 	}
 }
 
-// handle carries out one client request. Must only be called from run.
-func (h *Hub) handle(r request) {
-	defer h.m.handled(r.at)
-	if r.api != nil {
-		h.serveAPI(r.api)
-		return
-	}
-	if r.op == opBroker {
-		h.handleBroker(r.bk)
-		return
-	}
-	c := r.c
-	if r.op == opGone {
-		// The connection is over. If the hub had not let go of c yet, the
-		// connection ended it (1009, pong timeout, …) or the peer did:
-		// count it and take c out of its room now.
-		h.disconnect(c, r.end)
-		delete(h.closing, c)
-		return
-	}
-	if !c.active {
-		return // disconnected while the request was queued
-	}
-	switch r.op {
-	case opSay:
-		h.m.received[c.format].Inc()
-		h.publish(c, r.arg) // broadcast when the broker hands it back
-	case opJoin:
-		if c.room != nil && c.room.name == r.arg {
-			h.fail(c, errAlreadyThere, "you are already in %s", r.arg)
-			return
-		}
-		h.join(c, r.arg, false)
-	case opNick:
-		h.rename(c, r.arg)
-	case opWho:
-		h.deliver(c, membersEvent("members", c.room, ""))
-	case opRooms:
-		h.deliver(c, h.roomsEvent())
-	case opHelp:
-		for _, line := range helpLines {
-			h.deliver(c, textOnly(line))
-		}
-	case opFail:
-		h.deliver(c, errorEvent(r.err))
-	case opKick:
-		h.disconnect(c, dcFlooding)
-	case opQuit:
-		h.disconnect(c, dcBye) // what is queued goes out first, then the close
-	}
+// handle carries out one request. Must only be called from run.
+func (h *Hub) handle(q queued) {
+	defer h.m.handled(q.at)
+	q.r.handle(h)
 }
 
 // fail sends c an error event. Must only be called from run.
@@ -437,67 +441,29 @@ func (h *Hub) rename(c *Client, name string) {
 	}
 }
 
-// roomsEvent lists rooms by name with their member counts.
-// Must only be called from run.
-func (h *Hub) roomsEvent() *outbound {
+// renameRefused says why c may not take name, or returns nil. A logged-in
+// client keeps the name its login gave it; a guest may not take a
+// registered user's name. Must only be called from Hub.run.
+func (h *Hub) renameRefused(c *Client, name string) *protoError {
+	switch {
+	case c.account != "":
+		return &protoError{Code: errNameLocked, Message: "you are logged in as " + c.account + "; your name comes from your login"}
+	case h.registered != nil && h.registered(name):
+		return &protoError{Code: errNameReserved, Message: name + " is a registered name; log in to use it"}
+	}
+	return nil
+}
+
+// roomList returns every room with members on any node, with its member
+// count, sorted by name. Must only be called from run.
+func (h *Hub) roomList() []roomInfo {
 	infos := make([]roomInfo, 0, len(h.rooms))
 	for _, r := range h.rooms {
 		infos = append(infos, roomInfo{Name: r.name, Members: r.size()})
 	}
 	infos = h.remoteRooms(infos)
 	slices.SortFunc(infos, func(a, b roomInfo) int { return cmp.Compare(a.Name, b.Name) })
-	total := len(infos)
-	infos = infos[:min(total, maxRoomsInReply)]
-	var b strings.Builder
-	fmt.Fprintf(&b, "* rooms (%d):", total)
-	for i, ri := range infos {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, " %s (%d)", ri.Name, ri.Members)
-	}
-	return newOutbound("rooms", struct {
-		Rooms []roomInfo `json:"rooms"`
-	}{infos}, b.String())
-}
-
-// membersEvent builds room_changed (name set: the recipient's own name) or
-// members (name empty) for r.
-func membersEvent(typ string, r *Room, name string) *outbound {
-	names := r.memberNames(maxMembersInReply)
-	list := strings.Join(names, ", ")
-	size := r.size()
-	if len(names) < size {
-		list += ", …"
-	}
-	var text string
-	if typ == "room_changed" {
-		text = fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, size, list)
-	} else {
-		text = fmt.Sprintf("* members of %s (%d): %s", r.name, size, list)
-	}
-	return newOutbound(typ, roomPayload{Room: r.name, Name: name, Members: names, Count: size}, text)
-}
-
-// presenceEvent builds a presence event from a note.
-func presenceEvent(n presenceNote) *outbound {
-	var text string
-	switch n.event {
-	case "join":
-		text = "* " + n.name + " joined " + n.room.name
-	case "leave":
-		text = "* " + n.name + " left " + n.room.name
-	default:
-		text = "* " + n.oldName + " is now known as " + n.name
-	}
-	return newOutbound("presence",
-		presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}, text)
-}
-
-// helpLines is the text-mode answer to /help.
-var helpLines = []string{
-	"* commands: /join ROOM, /nick NAME, /who, /rooms, /help, /quit",
-	"* anything else you type is sent to your current room",
+	return infos
 }
 
 // guestName makes a nickname for a client that gave none. Uniqueness within

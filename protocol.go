@@ -4,11 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"hubbub/internal/wsconn"
 )
 
 // format is the wire format a client chose with ?format=.
@@ -63,36 +60,6 @@ const (
 	binaryFrameMessage = "binary frames are not supported; send text"
 )
 
-// op is what a client asked the hub to do.
-type op uint8
-
-const (
-	opSay    op = iota + 1 // post arg to the current room
-	opJoin                 // move to room arg
-	opNick                 // take name arg
-	opWho                  // list the current room's members
-	opRooms                // list rooms
-	opHelp                 // text mode: show the command list
-	opQuit                 // text mode: leave and close
-	opFail                 // the frame was bad: tell the client err
-	opKick                 // the client kept flooding: close it with 1008
-	opBroker               // not from a client: a broker delivery (bk)
-	opGone                 // the client's connection is over, for reason end (sent by Client.Closed, never decoded)
-)
-
-// request is one decoded client action on its way to the hub. It is built
-// by the client's reader, so it holds nothing the hub owns.
-type request struct {
-	c   *Client
-	op  op
-	arg string
-	err *protoError       // set when op == opFail
-	end wsconn.Disconnect // set when op == opGone
-	bk  *brokerEvent      // set when op == opBroker; c is nil then
-	api *apiCall          // set for HTTP API calls (api.go); c is nil then
-	at  time.Time         // set by submit, for the hub request latency metric
-}
-
 // protoError is a rejected frame: a stable code plus a sentence for people.
 type protoError struct {
 	Code    string `json:"code"`
@@ -101,9 +68,9 @@ type protoError struct {
 
 func (e *protoError) Error() string { return e.Code + ": " + e.Message }
 
-// failf builds an opFail request.
-func failf(code, msgFormat string, args ...any) request {
-	return request{op: opFail, err: &protoError{Code: code, Message: fmt.Sprintf(msgFormat, args...)}}
+// failf builds the command that tells a client its frame was refused.
+func failf(code, msgFormat string, args ...any) command {
+	return failCmd{&protoError{Code: code, Message: fmt.Sprintf(msgFormat, args...)}}
 }
 
 // inEvent is the envelope of every JSON client frame.
@@ -112,9 +79,9 @@ type inEvent struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// decodeJSON turns one JSON client frame into a request. It never fails:
-// a bad frame becomes an opFail request so the client is told what was wrong.
-func decodeJSON(data []byte) request {
+// decodeJSON turns one JSON client frame into a command. It never fails:
+// a bad frame becomes a failCmd so the client is told what was wrong.
+func decodeJSON(data []byte) command {
 	var ev inEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return failf(errBadJSON, "frame is not a JSON object: %v", err)
@@ -127,7 +94,7 @@ func decodeJSON(data []byte) request {
 		if err := decodePayload(ev.Payload, &p); err != nil || p.Message == nil {
 			return failf(errBadPayload, `send_message needs {"payload":{"message":"..."}}`)
 		}
-		return sayRequest(*p.Message)
+		return sayCommand(*p.Message)
 	case "change_room":
 		var p struct {
 			Name *string `json:"name"`
@@ -135,7 +102,7 @@ func decodeJSON(data []byte) request {
 		if err := decodePayload(ev.Payload, &p); err != nil || p.Name == nil {
 			return failf(errBadPayload, `change_room needs {"payload":{"name":"room"}}`)
 		}
-		return joinRequest(*p.Name)
+		return joinCommand(*p.Name)
 	case "change_name":
 		var p struct {
 			Name *string `json:"name"`
@@ -143,11 +110,11 @@ func decodeJSON(data []byte) request {
 		if err := decodePayload(ev.Payload, &p); err != nil || p.Name == nil {
 			return failf(errBadPayload, `change_name needs {"payload":{"name":"nick"}}`)
 		}
-		return nickRequest(*p.Name)
+		return nickCommand(*p.Name)
 	case "list_rooms":
-		return request{op: opRooms}
+		return roomsCmd{}
 	case "list_members":
-		return request{op: opWho}
+		return whoCmd{}
 	case "":
 		return failf(errBadPayload, `event has no "type"`)
 	}
@@ -185,11 +152,11 @@ func splitLines(data []byte) []string {
 	return lines
 }
 
-// parseLine turns one text-mode line into a request. Plain lines are chat;
+// parseLine turns one text-mode line into a command. Plain lines are chat;
 // lines starting with '/' are commands.
-func parseLine(line string) request {
+func parseLine(line string) command {
 	if !strings.HasPrefix(line, "/") {
-		return sayRequest(line)
+		return sayCommand(line)
 	}
 	cmd, arg, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
 	arg = strings.TrimSpace(arg)
@@ -198,49 +165,49 @@ func parseLine(line string) request {
 		if arg == "" {
 			return failf(errBadRoom, "usage: /join ROOM")
 		}
-		return joinRequest(arg)
+		return joinCommand(arg)
 	case "nick":
 		if arg == "" {
 			return failf(errBadName, "usage: /nick NAME")
 		}
-		return nickRequest(arg)
+		return nickCommand(arg)
 	case "who":
-		return request{op: opWho}
+		return whoCmd{}
 	case "rooms":
-		return request{op: opRooms}
+		return roomsCmd{}
 	case "help":
-		return request{op: opHelp}
+		return helpCmd{}
 	case "quit":
-		return request{op: opQuit}
+		return quitCmd{}
 	}
 	// cmd is echoed unquoted, so clean it like a message: the reply is a
 	// text frame (which must be UTF-8) bound for a terminal.
 	return failf(errUnknownCommand, "%s: /%s", textHelpHint, truncate(cleanMessage(cmd), 20))
 }
 
-// sayRequest validates and cleans a chat message.
-func sayRequest(msg string) request {
+// sayCommand validates and cleans a chat message.
+func sayCommand(msg string) command {
 	msg = cleanMessage(msg)
 	if msg == "" {
 		return failf(errEmptyMessage, "empty message")
 	}
-	return request{op: opSay, arg: msg}
+	return sayCmd{msg}
 }
 
-// joinRequest validates a room name.
-func joinRequest(name string) request {
+// joinCommand validates a room name.
+func joinCommand(name string) command {
 	if !validRoom(name) {
 		return failf(errBadRoom, "bad room name %q: %s", truncate(name, 70), roomRule)
 	}
-	return request{op: opJoin, arg: name}
+	return joinCmd{name}
 }
 
-// nickRequest validates a nickname.
-func nickRequest(name string) request {
+// nickCommand validates a nickname.
+func nickCommand(name string) command {
 	if !validName(name) {
 		return failf(errBadName, "bad name %q: %s", truncate(name, 40), nameRule)
 	}
-	return request{op: opNick, arg: name}
+	return nickCmd{name}
 }
 
 // cleanMessage trims surrounding space and replaces invalid UTF-8 and control
@@ -279,96 +246,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
-}
-
-// outbound is one server event, encoded once for each format. The hub
-// builds it once per broadcast and hands the same pointer to every
-// recipient, so encoding cost does not grow with room size. It is
-// immutable after construction.
-type outbound struct {
-	json []byte // one JSON object, no trailing newline
-	text []byte // one line for text clients, no trailing newline
-}
-
-// outEvent is the envelope of every JSON server event.
-type outEvent struct {
-	Type    string `json:"type"`
-	Payload any    `json:"payload"`
-}
-
-// messagePayload is the payload of new_message. Seq and Epoch place the
-// message in its room's history (see history.go).
-type messagePayload struct {
-	ID      uint64 `json:"id"`
-	Seq     uint64 `json:"seq"`
-	Epoch   string `json:"epoch"`
-	Room    string `json:"room"`
-	From    string `json:"from"`
-	Message string `json:"message"`
-	Time    string `json:"time"`
-	Bot     bool   `json:"bot,omitempty"` // posted through the HTTP API, not by a member
-}
-
-// roomPayload is the payload of room_changed and members.
-type roomPayload struct {
-	Room    string   `json:"room"`
-	Name    string   `json:"name,omitempty"`
-	Members []string `json:"members"`
-	Count   int      `json:"count"`
-}
-
-// presencePayload is the payload of presence.
-type presencePayload struct {
-	Room    string `json:"room"`
-	Event   string `json:"event"`
-	Name    string `json:"name"`
-	OldName string `json:"old_name,omitempty"`
-}
-
-// roomInfo is one entry of the rooms event.
-type roomInfo struct {
-	Name    string `json:"name"`
-	Members int    `json:"members"`
-}
-
-// newOutbound encodes an event for both formats. Marshalling the payload
-// structs above cannot fail (strings, numbers and slices only), so an error
-// here is a programming mistake and panics.
-func newOutbound(typ string, payload any, text string) *outbound {
-	b, err := json.Marshal(outEvent{Type: typ, Payload: payload})
-	if err != nil {
-		panic(fmt.Sprintf("encode %s event: %v", typ, err))
-	}
-	return &outbound{json: b, text: []byte(text)}
-}
-
-// messageEvent builds new_message outside any room history (seq 0, no
-// epoch); the hub numbers its messages through historyBook.record.
-func messageEvent(id uint64, room, from, msg string, t time.Time) *outbound {
-	return encodeMessage(messagePayload{ID: id, Room: room, From: from, Message: msg, Time: stamp(t)})
-}
-
-// encodeMessage builds new_message from p.
-func encodeMessage(p messagePayload) *outbound {
-	from := p.From
-	if p.Bot {
-		from += " (bot)" // so no reader mistakes it for a member of that name
-	}
-	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
-}
-
-// stamp formats a message time the way the protocol sends it.
-func stamp(t time.Time) string {
-	return t.UTC().Format(timeLayout)
-}
-
-// errorEvent builds error.
-func errorEvent(e *protoError) *outbound {
-	return newOutbound("error", e, "! "+e.Message)
-}
-
-// textOnly builds an event that only text clients see (help lines). JSON
-// clients get nothing from it: json is nil and Hub.deliver skips them.
-func textOnly(line string) *outbound {
-	return &outbound{text: []byte(line)}
 }

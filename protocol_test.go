@@ -7,6 +7,51 @@ import (
 	"unicode/utf8"
 )
 
+// op names a command's kind in the tables of these tests.
+type op uint8
+
+const (
+	opNone op = iota // nil, or a command these tests do not know
+	opSay
+	opJoin
+	opNick
+	opWho
+	opRooms
+	opHelp
+	opQuit
+	opFail
+)
+
+// flatCmd is a command as a row of the tables here: kind, argument, error.
+type flatCmd struct {
+	op  op
+	arg string
+	err *protoError
+}
+
+// flat describes cmd for comparison with a table row.
+func flat(cmd command) flatCmd {
+	switch c := cmd.(type) {
+	case sayCmd:
+		return flatCmd{op: opSay, arg: c.msg}
+	case joinCmd:
+		return flatCmd{op: opJoin, arg: c.room}
+	case nickCmd:
+		return flatCmd{op: opNick, arg: c.name}
+	case whoCmd:
+		return flatCmd{op: opWho}
+	case roomsCmd:
+		return flatCmd{op: opRooms}
+	case helpCmd:
+		return flatCmd{op: opHelp}
+	case quitCmd:
+		return flatCmd{op: opQuit}
+	case failCmd:
+		return flatCmd{op: opFail, err: c.err}
+	}
+	return flatCmd{}
+}
+
 func TestDecodeJSON(t *testing.T) {
 	tests := []struct {
 		in     string
@@ -31,7 +76,7 @@ func TestDecodeJSON(t *testing.T) {
 		{`{"type":"change_name","payload":{"name":""}}`, opFail, "", errBadName},
 	}
 	for _, tt := range tests {
-		r := decodeJSON([]byte(tt.in))
+		r := flat(decodeJSON([]byte(tt.in)))
 		if r.op != tt.wantOp || r.arg != tt.arg {
 			t.Errorf("decodeJSON(%q) = op %d arg %q; want op %d arg %q", tt.in, r.op, r.arg, tt.wantOp, tt.arg)
 		}
@@ -65,7 +110,7 @@ func TestParseLine(t *testing.T) {
 		{"\x1b[2Jcleared", opSay, "\uFFFD[2Jcleared"},
 	}
 	for _, tt := range tests {
-		r := parseLine(tt.in)
+		r := flat(parseLine(tt.in))
 		if r.op != tt.wantOp || r.arg != tt.arg {
 			t.Errorf("parseLine(%q) = op %d arg %q; want op %d arg %q", tt.in, r.op, r.arg, tt.wantOp, tt.arg)
 		}
@@ -126,7 +171,7 @@ func TestMessageEventEncoding(t *testing.T) {
 }
 
 // FuzzDecode feeds arbitrary frames to both decoders. They must never
-// panic, must always produce a request, and anything they accept must be
+// panic, must always produce a command, and anything they accept must be
 // clean: valid UTF-8, no control characters, names that pass validation.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
@@ -139,7 +184,8 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		check := func(r request) {
+		check := func(cmd command) {
+			r := flat(cmd)
 			switch r.op {
 			case opFail:
 				if r.err == nil || r.err.Code == "" {
@@ -160,8 +206,8 @@ func FuzzDecode(f *testing.F) {
 				if !validName(r.arg) {
 					t.Fatalf("accepted bad name %q", r.arg)
 				}
-			case 0:
-				t.Fatalf("no op for %q", data)
+			case opNone:
+				t.Fatalf("no command for %q", data)
 			}
 		}
 		check(decodeJSON(data))

@@ -1,0 +1,83 @@
+package main
+
+// Client commands: what a client may ask for, one type each, with the
+// hub's handler for it. The decoders (protocol.go) build commands from
+// JSON frames and text lines; the client's reader submits them within its
+// flood budget (Client.submit); the hub runs them in order, one at a time.
+// A handler here only decides and delegates: the work is done by the
+// code that owns the state, named in each comment.
+//
+// Adding a command: a type and its run method here, a case in decodeJSON
+// and parseLine, the event it answers with (events.go), its entry in
+// docs/PROTOCOL.md, the page (static/app.js) and tests; docs/ARCHITECTURE.md
+// has the whole checklist.
+
+// command is one decoded client action. It holds nothing the hub owns.
+type command interface {
+	// run carries the command out for c, which the hub has not let go of.
+	// Must only be called from Hub.run.
+	run(h *Hub, c *Client)
+}
+
+// sayCmd posts msg (already cleaned) to the client's room: through the
+// broker, and broadcast when the broker hands it back (cluster.go).
+type sayCmd struct{ msg string }
+
+func (s sayCmd) run(h *Hub, c *Client) {
+	h.m.received[c.format].Inc()
+	h.publish(c, s.msg)
+}
+
+// joinCmd moves the client to another room (Hub.join, hub.go).
+type joinCmd struct{ room string }
+
+func (j joinCmd) run(h *Hub, c *Client) {
+	if c.room != nil && c.room.name == j.room {
+		h.fail(c, errAlreadyThere, "you are already in %s", j.room)
+		return
+	}
+	h.join(c, j.room, false)
+}
+
+// nickCmd renames the client in its room (Hub.rename, hub.go).
+type nickCmd struct{ name string }
+
+func (n nickCmd) run(h *Hub, c *Client) { h.rename(c, n.name) }
+
+// whoCmd lists the members of the client's room, on every node.
+type whoCmd struct{}
+
+func (whoCmd) run(h *Hub, c *Client) { h.deliver(c, membersEvent("members", c.room, "")) }
+
+// roomsCmd lists the rooms and their member counts, on every node.
+type roomsCmd struct{}
+
+func (roomsCmd) run(h *Hub, c *Client) { h.deliver(c, roomsEvent(h.roomList())) }
+
+// helpCmd answers a text client's /help. JSON clients get nothing: the
+// lines are text only.
+type helpCmd struct{}
+
+func (helpCmd) run(h *Hub, c *Client) {
+	for _, line := range helpLines {
+		h.deliver(c, textOnly(line))
+	}
+}
+
+// quitCmd is a text client's /quit: what is queued for it goes out, then
+// 1000 "bye" (Hub.disconnect).
+type quitCmd struct{}
+
+func (quitCmd) run(h *Hub, c *Client) { h.disconnect(c, dcBye) }
+
+// failCmd tells the client that something it sent was refused: a bad
+// frame, a message over its flood budget, a message the broker lost.
+type failCmd struct{ err *protoError }
+
+func (f failCmd) run(h *Hub, c *Client) { h.deliver(c, errorEvent(f.err)) }
+
+// floodCmd closes a client that kept flooding with 1008 (flood.go decides
+// when).
+type floodCmd struct{}
+
+func (floodCmd) run(h *Hub, c *Client) { h.disconnect(c, dcFlooding) }

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The events the server sends. Each is encoded once, for both formats —
+// a JSON object for JSON clients, a line for text clients — and the same
+// *outbound is handed to every recipient. docs/PROTOCOL.md describes them.
+
+// outbound is one server event, encoded once for each format. The hub
+// builds it once per broadcast and hands the same pointer to every
+// recipient, so encoding cost does not grow with room size. It is
+// immutable after construction.
+type outbound struct {
+	json []byte // one JSON object, no trailing newline
+	text []byte // one line for text clients, no trailing newline
+}
+
+// outEvent is the envelope of every JSON server event.
+type outEvent struct {
+	Type    string `json:"type"`
+	Payload any    `json:"payload"`
+}
+
+// messagePayload is the payload of new_message. Seq and Epoch place the
+// message in its room's history (see history.go).
+type messagePayload struct {
+	ID      uint64 `json:"id"`
+	Seq     uint64 `json:"seq"`
+	Epoch   string `json:"epoch"`
+	Room    string `json:"room"`
+	From    string `json:"from"`
+	Message string `json:"message"`
+	Time    string `json:"time"`
+	Bot     bool   `json:"bot,omitempty"` // posted through the HTTP API, not by a member
+}
+
+// roomPayload is the payload of room_changed and members.
+type roomPayload struct {
+	Room    string   `json:"room"`
+	Name    string   `json:"name,omitempty"`
+	Members []string `json:"members"`
+	Count   int      `json:"count"`
+}
+
+// presencePayload is the payload of presence.
+type presencePayload struct {
+	Room    string `json:"room"`
+	Event   string `json:"event"`
+	Name    string `json:"name"`
+	OldName string `json:"old_name,omitempty"`
+}
+
+// roomInfo is one entry of the rooms event.
+type roomInfo struct {
+	Name    string `json:"name"`
+	Members int    `json:"members"`
+}
+
+// newOutbound encodes an event for both formats. Marshalling the payload
+// structs above cannot fail (strings, numbers and slices only), so an error
+// here is a programming mistake and panics.
+func newOutbound(typ string, payload any, text string) *outbound {
+	b, err := json.Marshal(outEvent{Type: typ, Payload: payload})
+	if err != nil {
+		panic(fmt.Sprintf("encode %s event: %v", typ, err))
+	}
+	return &outbound{json: b, text: []byte(text)}
+}
+
+// messageEvent builds new_message outside any room history (seq 0, no
+// epoch); the hub numbers its messages through historyBook.record.
+func messageEvent(id uint64, room, from, msg string, t time.Time) *outbound {
+	return encodeMessage(messagePayload{ID: id, Room: room, From: from, Message: msg, Time: stamp(t)})
+}
+
+// encodeMessage builds new_message from p.
+func encodeMessage(p messagePayload) *outbound {
+	from := p.From
+	if p.Bot {
+		from += " (bot)" // so no reader mistakes it for a member of that name
+	}
+	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
+}
+
+// stamp formats a message time the way the protocol sends it.
+func stamp(t time.Time) string {
+	return t.UTC().Format(timeLayout)
+}
+
+// errorEvent builds error.
+func errorEvent(e *protoError) *outbound {
+	return newOutbound("error", e, "! "+e.Message)
+}
+
+// textOnly builds an event that only text clients see (help lines). JSON
+// clients get nothing from it: json is nil and Hub.deliver skips them.
+func textOnly(line string) *outbound {
+	return &outbound{text: []byte(line)}
+}
+
+// presenceNote is a join, leave or rename waiting to be announced.
+type presenceNote struct {
+	room    *Room
+	event   string
+	name    string
+	oldName string
+}
+
+// membersEvent builds room_changed (name set: the recipient's own name) or
+// members (name empty) for r.
+func membersEvent(typ string, r *Room, name string) *outbound {
+	names := r.memberNames(maxMembersInReply)
+	list := strings.Join(names, ", ")
+	size := r.size()
+	if len(names) < size {
+		list += ", …"
+	}
+	var text string
+	if typ == "room_changed" {
+		text = fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, size, list)
+	} else {
+		text = fmt.Sprintf("* members of %s (%d): %s", r.name, size, list)
+	}
+	return newOutbound(typ, roomPayload{Room: r.name, Name: name, Members: names, Count: size}, text)
+}
+
+// presenceEvent builds a presence event from a note.
+func presenceEvent(n presenceNote) *outbound {
+	var text string
+	switch n.event {
+	case "join":
+		text = "* " + n.name + " joined " + n.room.name
+	case "leave":
+		text = "* " + n.name + " left " + n.room.name
+	default:
+		text = "* " + n.oldName + " is now known as " + n.name
+	}
+	return newOutbound("presence",
+		presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}, text)
+}
+
+// helpLines is the text-mode answer to /help.
+var helpLines = []string{
+	"* commands: /join ROOM, /nick NAME, /who, /rooms, /help, /quit",
+	"* anything else you type is sent to your current room",
+}
+
+// roomsEvent lists rooms (sorted, with member counts) for the rooms event,
+// at most maxRoomsInReply of them; the count is always of all.
+func roomsEvent(infos []roomInfo) *outbound {
+	total := len(infos)
+	infos = infos[:min(total, maxRoomsInReply)]
+	var b strings.Builder
+	fmt.Fprintf(&b, "* rooms (%d):", total)
+	for i, ri := range infos {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %s (%d)", ri.Name, ri.Members)
+	}
+	return newOutbound("rooms", struct {
+		Rooms []roomInfo `json:"rooms"`
+	}{infos}, b.String())
+}
