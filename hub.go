@@ -109,6 +109,14 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 
 // run is the hub goroutine. It returns after Shutdown once every client's
 // connection has reported its end, so no connection goroutine outlives it.
+//
+// A panic here is deliberately not recovered, unlike one in a connection's
+// goroutines (wsconn). The hub owns every map, and a panic can strike
+// between two updates that belong together — a client deleted from its
+// room but not from the client set — after which nothing could tell which
+// invariants still hold. Carrying on would trade a crash for silent
+// corruption (lost messages, leaked goroutines), so the process exits and
+// its supervisor restarts a clean server.
 func (h *Hub) run() {
 	if h.ownBroker {
 		// The hub made this broker, so it starts and stops it. Closed after
