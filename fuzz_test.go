@@ -64,7 +64,7 @@ func FuzzParseLine(f *testing.F) {
 // with 1009, a text-mode frame containing /quit closes it with 1000, and
 // anything else leaves it usable — a chat message sent next comes back.
 // Every frame the server sends meanwhile must be well formed and free of
-// control characters, and no pump may have panicked (panics are recovered,
+// control characters, and no connection may have panicked (panics are recovered,
 // so without this check a crasher would pass unseen).
 //
 // Each fuzzing process runs one server and keeps one connection per format
@@ -112,7 +112,7 @@ func FuzzFrames(f *testing.F) {
 				*slot = nil
 			}
 			if n := s.hub.stats.panics.Load(); n != 0 {
-				t.Fatalf("a pump panicked on frame %q (text %v, binary %v)", frame, text, binary)
+				t.Fatalf("a connection panicked on frame %q (text %v, binary %v)", frame, text, binary)
 			}
 		}()
 

@@ -59,10 +59,10 @@ func newEpoch() string {
 	return rand.Text()
 }
 
-// sequencer assigns the seq of a room's next message. It is the one place
-// seqs come from, so that the cluster (issue 6) can swap the local counter
-// for a cluster-wide one, e.g. the JetStream sequence of the room's
-// subject, and feed the result to roomLog.add as it does now.
+// sequencer assigns the seq of a room's next message on a single node.
+// In a cluster the seq comes with the message instead (the JetStream
+// sequence of the room's stream; cluster.go), and recordAt takes it as
+// given.
 type sequencer interface {
 	next(l *roomLog) uint64
 }

@@ -405,7 +405,7 @@ func TestShutdownSaysGoingAway(t *testing.T) {
 func TestShutdownDeadlineCutsStuckClients(t *testing.T) {
 	s := NewServer(Config{SendQueue: 4096}, testLogger(t))
 	ts := &testServer{Server: s, ts: newHTTPTest(t, s)}
-	// A client with a tiny receive buffer that never reads: its writePump
+	// A client with a tiny receive buffer that never reads: its writer
 	// blocks on a full socket, so the graceful drain cannot finish.
 	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
 		c, err := net.Dial(network, addr)

@@ -12,7 +12,7 @@ func TestMaxConns(t *testing.T) {
 	s.joined(t, "name", "b")
 	s.expectRefused(t, nil, http.StatusServiceUnavailable, "server full", "name", "c")
 	a.conn.Close()
-	// The slot comes back once a's pumps have both exited.
+	// The slot comes back once a's connection has ended.
 	for deadline := time.Now().Add(5 * time.Second); s.conns.open() != 1; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d connections counted after one of two closed; want 1", s.conns.open())

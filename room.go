@@ -17,7 +17,8 @@ const (
 
 // validRoom reports whether s is an acceptable room name: 1 to 64 characters
 // from [A-Za-z0-9_-]. The alphabet is deliberately small so names can be used
-// in URLs, log lines and (later) broker subjects without escaping.
+// in URLs and log lines without escaping (broker subjects escape them
+// anyway, broker_nats.go).
 func validRoom(s string) bool {
 	return validIdent(s, maxRoomName)
 }

@@ -34,7 +34,7 @@ func PeerClosed(code int) Disconnect {
 	if code == CloseNoStatus {
 		code = CloseNormal // 1005 must never be sent
 	}
-	return Disconnect{Code: code}
+	return Disconnect{Code: code, Reason: "close acknowledged"}
 }
 
 // ConnLost is the end of a connection whose socket failed or was closed
