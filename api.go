@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"unicode/utf8"
@@ -44,9 +45,17 @@ const (
 type apiCall struct {
 	op                  apiOp
 	room, from, message string
+	// key is the Idempotency-Key header: a publish repeated with the same
+	// key, room and from within the dedupe window is not delivered again.
+	key string
 	// reply carries the hub's answer. Buffered (1), so the hub never waits
 	// for a handler that has given up.
 	reply chan apiResult
+	// msgNum is the node-local message id the hub gave the message (0 in
+	// a cluster) and recipients how many members on this node it was
+	// queued for; set by the hub.
+	msgNum     uint64
+	recipients int
 }
 
 // apiResult is the hub's answer to an apiCall. ID, Room and Recipients
@@ -54,7 +63,10 @@ type apiCall struct {
 type apiResult struct {
 	ID         uint64     `json:"id"`
 	Room       string     `json:"room"`
-	Recipients int        `json:"recipients"` // members the message was queued for
+	Seq        uint64     `json:"seq"`   // the message's seq in its room; 0 if it reached no room log
+	Epoch      string     `json:"epoch"` // the room log's epoch; "" with seq 0
+	Duplicate  bool       `json:"duplicate,omitempty"`
+	Recipients int        `json:"recipients"` // members on this node the message was queued for
 	Rooms      []roomInfo `json:"-"`
 	Err        error      `json:"-"` // the broker refused the message
 }
@@ -68,13 +80,28 @@ func (h *Hub) serveAPI(a *apiCall) {
 	switch a.op {
 	case apiPublish:
 		h.m.received[sourceAPI].Inc()
-		res = apiResult{Room: a.room}
-		if r := h.rooms[a.room]; r != nil {
-			res.Recipients = len(r.members)
+		r := h.rooms[a.room]
+		if r == nil && !h.broker.Sequenced() {
+			// A room with no members on a single node has no log to
+			// number the message in: it reaches nobody and is not kept.
+			a.reply <- apiResult{Room: a.room}
+			return
 		}
 		// Through the broker like any message (cluster.go), so it reaches
-		// every node, has a seq and is replayed.
-		res.ID, res.Err = h.publishAs(a.room, a.from, a.message, true, nil)
+		// every node, has a seq and is replayed; answered when it has its
+		// seq (ack.go).
+		key := a.key
+		if key == "" {
+			// No key, no dedupe: a name no client key can take ('~' is not
+			// allowed in ids) still lets the answer find the message.
+			h.apiSeq++
+			key = "~" + strconv.FormatUint(h.apiSeq, 10)
+		}
+		if r != nil {
+			a.recipients = len(r.members)
+		}
+		h.sendOnce(a.room, a.from, a.message, true, msgIDOf("api:"+a.from, key), waiter{api: a})
+		return
 	case apiRooms:
 		res.Rooms = h.roomList() // members on other cluster nodes count too
 	}
@@ -138,7 +165,13 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		apiError(w, status, err.Error())
 		return
 	}
-	res, status, err := s.callHub(r.Context(), &apiCall{op: apiPublish, room: room, from: body.From, message: *body.Message})
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !validID(key) {
+		apiError(w, http.StatusBadRequest, "bad Idempotency-Key: "+idRule)
+		return
+	}
+	res, status, err := s.callHub(r.Context(), &apiCall{op: apiPublish, room: room, from: body.From,
+		message: *body.Message, key: key})
 	if err == nil && res.Err != nil {
 		err, status = notDelivered(res.Err), http.StatusServiceUnavailable
 	}

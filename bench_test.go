@@ -101,7 +101,7 @@ func BenchmarkHubFanout(b *testing.B) {
 				batch := min(inFlight, b.N-done)
 				delivered.Add(batch * n)
 				for range batch {
-					if !h.submit(clientRequest{sender, sayCmd{"hello, everyone"}}) {
+					if !h.submit(clientRequest{c: sender, cmd: sayCmd{"hello, everyone"}}) {
 						b.Fatal("hub stopped")
 					}
 				}
@@ -224,7 +224,9 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	data := []byte(`{"type":"send_message","payload":{"message":"hello everyone, how is it going?"}}`)
 	b.ReportAllocs()
 	for range b.N {
-		if r, ok := decodeJSON(data).(sayCmd); !ok {
+		if r, _ := decodeJSON(data); r == nil {
+			b.Fatal("no command")
+		} else if _, ok := r.(sayCmd); !ok {
 			b.Fatalf("decodeJSON = %+v; want a sayCmd", r)
 		}
 	}

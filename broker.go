@@ -22,12 +22,20 @@ import (
 //     including the publisher's own, in one order that every node sees. A
 //     sequenced broker first appends m to the room's log, which assigns the
 //     room's next seq (1, 2, 3, … with no gaps for the whole cluster).
-//     Publish never blocks on the network or
-//     on a subscriber: it queues the message and returns. If the message
-//     cannot even be queued it returns an error and nothing was stored. If it
-//     fails later (the cluster link is down, the store refused it) fail is
-//     called once, from a broker goroutine and never from inside Publish, so
-//     that the hub can tell the sender without blocking on itself.
+//     Publish never blocks on the network or on a subscriber: it queues the
+//     message and returns. If the message cannot even be queued it returns
+//     an error and nothing was stored. Otherwise done is called exactly
+//     once, from a broker goroutine and never from inside Publish (so that
+//     the hub can act on it without blocking on itself): with Err if it
+//     failed later (the cluster link is down, the store refused it); else,
+//     for a sequenced broker, once the message is in the room's log, with
+//     its Seq and the log's Epoch; for an unsequenced broker with a zero
+//     result once the message is queued for every subscriber.
+//   - A sequenced broker remembers the MsgID of each message for a while
+//     (DedupeWindow): a message whose non-empty MsgID it has already
+//     logged in that time is not logged or delivered again, and done
+//     reports Duplicate with the first one's Seq. An unsequenced broker
+//     ignores MsgID; the hub dedupes for it.
 //   - Subscribe starts delivering a room to fn: first the newest messages
 //     of the room's log (the replay, oldest first; none if not sequenced),
 //     then one Synced delivery that carries the room's epoch and the seq the
@@ -58,7 +66,7 @@ import (
 //     errBrokerClosed.
 type Broker interface {
 	Sequenced() bool
-	Publish(m Envelope, fail func(error)) error
+	Publish(m Envelope, done func(Published)) error
 	Subscribe(room string, fn func(Delivery)) error
 	Unsubscribe(room string)
 	SetPresence(room string, names []string, count int)
@@ -70,13 +78,25 @@ type Broker interface {
 // Envelope is one chat message on its way through the broker. The broker
 // fills in Seq; the hub fills in the rest.
 type Envelope struct {
-	Room    string    `json:"-"` // carried by the subject, not the body
-	Seq     uint64    `json:"-"` // assigned by the broker's log
-	ID      uint64    `json:"-"` // the publishing process's message id; unsequenced brokers only
+	Room string `json:"-"` // carried by the subject, not the body
+	Seq  uint64 `json:"-"` // assigned by the broker's log
+	ID   uint64 `json:"-"` // the publishing process's message id; unsequenced brokers only
+	// MsgID identifies the message for dedupe: its sender and the id the
+	// sender gave it (msgKey in ack.go). Empty: the sender gave none. A
+	// sequenced broker carries it outside the body (Nats-Msg-Id).
+	MsgID   string    `json:"-"`
 	From    string    `json:"from"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
 	Bot     bool      `json:"bot,omitempty"` // posted through the HTTP API
+}
+
+// Published is the outcome of one Publish, handed to its done callback.
+type Published struct {
+	Seq       uint64 // the message's seq in the room's log; 0 for an unsequenced broker
+	Epoch     string // the log's epoch; "" for an unsequenced broker
+	Duplicate bool   // the log already had this MsgID: Seq is the earlier message's
+	Err       error  // the message was not delivered
 }
 
 // DeliveryKind says what a Delivery carries.

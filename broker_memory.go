@@ -139,9 +139,9 @@ func (b *memoryBroker) enqueue(job func()) {
 func (b *memoryBroker) Sequenced() bool { return false }
 
 // Publish implements Broker. It queues m for every subscribed node, under
-// the bus lock so that every node sees publishes in the same order. It
-// never fails later, so fail is never called.
-func (b *memoryBroker) Publish(m Envelope, fail func(error)) error {
+// the bus lock so that every node sees publishes in the same order, and
+// done behind m's delivery on the publisher's own queue.
+func (b *memoryBroker) Publish(m Envelope, done func(Published)) error {
 	bus := b.bus
 	bus.mu.Lock()
 	defer bus.mu.Unlock()
@@ -161,6 +161,9 @@ func (b *memoryBroker) Publish(m Envelope, fail func(error)) error {
 	for i, n := range nodes {
 		s := targets[i]
 		n.enqueue(func() { s.deliver(Delivery{Kind: DeliverMessage, Msg: m}) })
+	}
+	if done != nil {
+		b.enqueue(func() { done(Published{}) })
 	}
 	return nil
 }

@@ -35,7 +35,11 @@ type natsOptions struct {
 	// ReconnectWait is the pause between reconnect attempts (nats.go adds
 	// jitter). Default 500ms.
 	ReconnectWait time.Duration
-	Log           *slog.Logger
+	// DedupeWindow is how long a room stream remembers message ids, so
+	// that a message resent with the same MsgID is logged once (the
+	// stream's Duplicates window). Default 2m.
+	DedupeWindow time.Duration
+	Log          *slog.Logger
 }
 
 // Queue sizes of the publish path. A publish that finds pubQueue full is
@@ -69,7 +73,7 @@ type natsBroker struct {
 
 	// streams remembers rooms whose stream is known to exist, so that only
 	// the first publish to a room pays for creating it.
-	streams sync.Map // room -> struct{}
+	streams sync.Map // room -> its stream's epoch (string)
 
 	mu       sync.Mutex
 	follows  map[string]context.CancelFunc // room -> its follow; guarded by mu
@@ -87,7 +91,7 @@ type natsBroker struct {
 // pubJob is one message waiting to be handed to JetStream.
 type pubJob struct {
 	m    Envelope
-	fail func(error)
+	done func(Published)
 }
 
 // pendingAck is a message handed to JetStream, waiting for its ack.
@@ -134,6 +138,9 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		opt.ReconnectWait = 500 * time.Millisecond
 	}
 	opt.History = max(opt.History, 1)
+	if opt.DedupeWindow <= 0 {
+		opt.DedupeWindow = 2 * time.Minute
+	}
 	if opt.Retain <= 0 {
 		opt.Retain = max(opt.History, 10000)
 	}
@@ -249,17 +256,31 @@ func (b *natsBroker) ensureStream(ctx context.Context, room string) (jetstream.S
 		MaxMsgs:     int64(b.opt.Retain),
 		Discard:     jetstream.DiscardOld,
 		Storage:     jetstream.FileStorage,
+		Duplicates:  b.opt.DedupeWindow,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream for %q: %w", room, err)
 	}
-	b.streams.Store(room, struct{}{})
+	b.streams.Store(room, streamEpoch(st.CachedInfo()))
 	return st, nil
+}
+
+// streamEpoch is a room's epoch: its stream's creation time, so that it
+// changes only when the stream is deleted and made again.
+func streamEpoch(info *jetstream.StreamInfo) string {
+	return strconv.FormatInt(info.Created.UnixNano(), 36)
+}
+
+// finish reports the outcome of a publish to its done callback, if any.
+func (j pubJob) finish(p Published) {
+	if j.done != nil {
+		j.done(p)
+	}
 }
 
 // Publish implements Broker. While NATS is unreachable it fails at once
 // with errBrokerDown, so the sender learns immediately.
-func (b *natsBroker) Publish(m Envelope, fail func(error)) error {
+func (b *natsBroker) Publish(m Envelope, done func(Published)) error {
 	select {
 	case <-b.done:
 		return errBrokerClosed
@@ -269,7 +290,7 @@ func (b *natsBroker) Publish(m Envelope, fail func(error)) error {
 		return errBrokerDown
 	}
 	select {
-	case b.pubs <- pubJob{m: m, fail: fail}:
+	case b.pubs <- pubJob{m: m, done: done}:
 		return nil
 	default:
 		return errBrokerBusy
@@ -286,7 +307,7 @@ func (b *natsBroker) publishLoop() {
 			return
 		case j := <-b.pubs:
 			if err := b.send(j); err != nil {
-				j.fail(fmt.Errorf("publish to %q: %w", j.m.Room, err))
+				j.finish(Published{Err: fmt.Errorf("publish to %q: %w", j.m.Room, err)})
 			}
 		}
 	}
@@ -308,7 +329,13 @@ func (b *natsBroker) send(j pubJob) error {
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	f, err := b.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: data}, jetstream.WithExpectStream(stream))
+	msg := &nats.Msg{Subject: subj, Data: data}
+	if j.m.MsgID != "" {
+		// JetStream drops a message whose id it has logged within the
+		// stream's Duplicates window, and acks it with the first one's seq.
+		msg.Header = nats.Header{jetstream.MsgIDHeader: []string{j.m.MsgID}}
+	}
+	f, err := b.js.PublishMsgAsync(msg, jetstream.WithExpectStream(stream))
 	if err != nil {
 		return err
 	}
@@ -333,12 +360,15 @@ func (b *natsBroker) ackLoop() {
 		select {
 		case <-b.done:
 			return
-		case <-p.f.Ok():
+		case ack := <-p.f.Ok():
+			epoch, _ := b.streams.Load(p.job.m.Room)
+			e, _ := epoch.(string)
+			p.job.finish(Published{Seq: ack.Sequence, Epoch: e, Duplicate: ack.Duplicate})
 		case err := <-p.f.Err():
 			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 				b.streams.Delete(p.job.m.Room)
 			}
-			p.job.fail(fmt.Errorf("publish to %q: %w", p.job.m.Room, err))
+			p.job.finish(Published{Err: fmt.Errorf("publish to %q: %w", p.job.m.Room, err)})
 		}
 	}
 }
@@ -416,7 +446,7 @@ func (b *natsBroker) consume(ctx context.Context, room string, fn func(Delivery)
 		return nil, err
 	}
 	info := st.CachedInfo()
-	epoch := strconv.FormatInt(info.Created.UnixNano(), 36)
+	epoch := streamEpoch(info)
 	last := info.State.LastSeq
 	cctx, cancel := context.WithTimeout(ctx, setupWait)
 	defer cancel()

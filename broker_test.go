@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,6 +77,42 @@ func testBroker(t *testing.T, newB func(*testing.T) Broker) {
 			}
 			r.quiet(t)
 		}
+	})
+	t.Run("OutcomeAndDedupe", func(t *testing.T) {
+		a, b := newB(t), newB(t)
+		ra := subscribe(t, a, "dd")
+		ra.synced(t, 0)
+		first := outcome(t, publishID(t, a, "dd", "once", "alice/m-1"))
+		ra.messages(t, 1)
+		if !a.Sequenced() {
+			// Unsequenced: done only says the message went out; the hub
+			// numbers and dedupes it.
+			if first != (Published{}) {
+				t.Errorf("unsequenced outcome %+v; want the zero result", first)
+			}
+			return
+		}
+		if first.Seq != 1 || first.Epoch == "" || first.Duplicate {
+			t.Errorf("outcome %+v; want seq 1, an epoch, not a duplicate", first)
+		}
+		// The same MsgID again, from another node: logged once, and the
+		// repeat is told the first one's seq.
+		again := outcome(t, publishID(t, b, "dd", "once", "alice/m-1"))
+		if !again.Duplicate || again.Seq != 1 || again.Epoch != first.Epoch {
+			t.Errorf("repeat's outcome %+v; want a duplicate of seq 1 in epoch %s", again, first.Epoch)
+		}
+		// Another id, or no id, is a new message.
+		if p := outcome(t, publishID(t, b, "dd", "twice", "alice/m-2")); p.Seq != 2 || p.Duplicate {
+			t.Errorf("new id's outcome %+v; want seq 2", p)
+		}
+		if p := outcome(t, publishID(t, a, "dd", "plain", "")); p.Seq != 3 {
+			t.Errorf("no id's outcome %+v; want seq 3", p)
+		}
+		got := ra.messages(t, 2)
+		if got[0].Message != "twice" || got[1].Message != "plain" {
+			t.Errorf("delivered %q, %q after the repeat; want twice, plain (the repeat not again)", got[0].Message, got[1].Message)
+		}
+		ra.quiet(t)
 	})
 	t.Run("ReplayThenLive", func(t *testing.T) {
 		a := newB(t)
@@ -167,7 +204,7 @@ func testBroker(t *testing.T, newB func(*testing.T) Broker) {
 		if err := a.Close(); err != nil {
 			t.Fatalf("second close: %v", err)
 		}
-		if err := a.Publish(Envelope{Room: "c", Message: "x"}, func(error) {}); !errors.Is(err, errBrokerClosed) {
+		if err := a.Publish(Envelope{Room: "c", Message: "x"}, func(Published) {}); !errors.Is(err, errBrokerClosed) {
 			t.Errorf("publish after close = %v; want errBrokerClosed", err)
 		}
 	})
@@ -272,11 +309,39 @@ func (r *recorder) quiet(t *testing.T) {
 // publish publishes a message and fails the test if it fails, now or later.
 func publish(t *testing.T, b Broker, room, msg string) {
 	t.Helper()
-	err := b.Publish(Envelope{Room: room, From: "tester", Message: msg, Time: time.Now()}, func(err error) {
-		t.Errorf("publish %q to %q failed later: %v", msg, room, err)
+	publishID(t, b, room, msg, "")
+}
+
+// publishID publishes a message with MsgID id and returns a channel that
+// gets its outcome; a second outcome fails the test.
+func publishID(t *testing.T, b Broker, room, msg, id string) <-chan Published {
+	t.Helper()
+	out := make(chan Published, 2)
+	var calls atomic.Int32
+	err := b.Publish(Envelope{Room: room, From: "tester", Message: msg, Time: time.Now(), MsgID: id}, func(p Published) {
+		if calls.Add(1) > 1 {
+			t.Errorf("publish %q to %q: done called again with %+v", msg, room, p)
+		}
+		if p.Err != nil {
+			t.Errorf("publish %q to %q failed later: %v", msg, room, p.Err)
+		}
+		out <- p
 	})
 	if err != nil {
 		t.Fatalf("publish %q to %q: %v", msg, room, err)
+	}
+	return out
+}
+
+// outcome waits for a publish's outcome.
+func outcome(t *testing.T, ch <-chan Published) Published {
+	t.Helper()
+	select {
+	case p := <-ch:
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatal("publish never reported its outcome")
+		return Published{}
 	}
 }
 

@@ -39,7 +39,13 @@ type Client struct {
 	release func()
 
 	// Owned by Hub.run.
-	name    string
+	name string
+	// sender is who the client is for dedupe (ack.go): its login, else
+	// the name it last asked for — at connect or with a successful
+	// change of name — else the name it was given. A client that asked
+	// for alice and got alice-2, because its own lost connection still
+	// held alice, resends under the same identity after reconnecting.
+	sender  string
 	room    *Room
 	active  bool // in hub.clients (and a room): the hub has not let go of it
 	waiting bool // its room is not synced yet: no broadcasts until room_changed (cluster.go)
@@ -80,7 +86,7 @@ func (c *Client) Message(data []byte, binary bool) {
 		return // closing for flooding: nothing more is taken from this client
 	}
 	if binary {
-		c.submit(failCmd{&protoError{Code: errBinary, Message: binaryFrameMessage}})
+		c.submit(failCmd{&protoError{Code: errBinary, Message: binaryFrameMessage}}, "")
 		return
 	}
 	if c.format == formatJSON {
@@ -93,20 +99,21 @@ func (c *Client) Message(data []byte, binary bool) {
 			// The hub says goodbye (1000 "bye") after everything already
 			// queued for us, such as the answer to a /who just before;
 			// the rest of this frame is not taken.
-			c.hub.submit(clientRequest{c, cmd})
+			c.hub.submit(clientRequest{c: c, cmd: cmd})
 			return
 		}
-		if !c.submit(cmd) {
+		if !c.submit(cmd, "") {
 			return
 		}
 	}
 }
 
-// submit hands cmd to the hub if c's flood budget allows it (flood.go).
-// The first command refused in a frame is answered with one rate_limited
-// error; the refusal that makes the client a flooder closes it with 1008.
-// It returns false once the hub has stopped.
-func (c *Client) submit(cmd command) bool {
+// submit hands cmd, which the client sent with id ("" for none), to the
+// hub if c's flood budget allows it (flood.go). The first command refused
+// in a frame is answered with one rate_limited error; the refusal that
+// makes the client a flooder closes it with 1008. It returns false once
+// the hub has stopped.
+func (c *Client) submit(cmd command, id string) bool {
 	switch c.flood.spend(time.Now()) {
 	case floodWarn:
 		cmd = failCmd{c.flood.refusal()}
@@ -116,7 +123,7 @@ func (c *Client) submit(cmd command) bool {
 	case floodDrop:
 		return true // refused, and this frame was already told
 	}
-	return c.hub.submit(clientRequest{c, cmd})
+	return c.hub.submit(clientRequest{c: c, cmd: cmd, id: id})
 }
 
 // Closed is the connection's one exit notification (wsconn.Handler): the

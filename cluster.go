@@ -44,8 +44,15 @@ type brokerEvent struct {
 // roomLink is a room's broker subscription. Owned by Hub.run.
 type roomLink struct {
 	sub     uint64
-	synced  bool             // the replay is over: broadcast live messages
-	waiting map[*Client]bool // joined before synced; value: was connecting
+	synced  bool              // the replay is over: broadcast live messages
+	waiting map[*Client]entry // joined before synced, and how
+}
+
+// entry is how a client came into a room: as it connected, or with a
+// change_room (and its id, for the reply).
+type entry struct {
+	connecting bool
+	id         string
 }
 
 // clusterState is the hub's cluster bookkeeping. Owned by Hub.run.
@@ -82,11 +89,19 @@ func (h *Hub) fromBroker(ev brokerEvent) {
 // handle applies a broker event (a request; see Hub).
 func (ev *brokerEvent) handle(h *Hub) { h.handleBroker(ev) }
 
-// publish sends c's message to its room through the broker. Failures,
-// now or later, reach c as an error event. Must only be called from run.
-func (h *Hub) publish(c *Client, msg string) {
-	_, err := h.publishAs(c.room.name, c.name, msg, false, func(err error) {
-		h.submit(clientRequest{c, failCmd{notDelivered(err)}})
+// publish sends c's message to its room through the broker, once per id
+// when c gave one (ack.go). Failures, now or later, reach c as an error
+// event. Must only be called from run.
+func (h *Hub) publish(c *Client, msg, id string) {
+	room := c.room.name
+	if id != "" {
+		h.sendOnce(room, c.name, msg, false, msgIDOf(c.sender, id), waiter{c: c, id: id})
+		return
+	}
+	_, err := h.publishAs(room, c.name, msg, false, "", func(p Published) {
+		if p.Err != nil {
+			h.submit(clientRequest{c: c, cmd: failCmd{notDelivered(p.Err)}})
+		}
 	})
 	if err != nil {
 		h.deliver(c, errorEvent(notDelivered(err)))
@@ -95,21 +110,23 @@ func (h *Hub) publish(c *Client, msg string) {
 
 // publishAs hands a message to the broker and returns the id it will
 // carry on this node, or the error if the broker refused it at once.
-// tell, if not nil, hears of a later failure. Ids are per process: a
-// sequenced broker's messages get theirs when they arrive (so the id is 0
-// then), an unsequenced one's keep the id given here. Must only be called
-// from run.
-func (h *Hub) publishAs(room, from, msg string, bot bool, tell func(error)) (uint64, error) {
+// done, if not nil, hears the outcome from a broker goroutine (see
+// Broker.Publish). Ids are per process: a sequenced broker's messages get
+// theirs when they arrive (so the id is 0 then), an unsequenced one's keep
+// the id given here. Must only be called from run.
+func (h *Hub) publishAs(room, from, msg string, bot bool, msgID string, done func(Published)) (uint64, error) {
 	var id uint64
 	if !h.broker.Sequenced() {
 		h.nextID++
 		id = h.nextID
 	}
-	m := Envelope{Room: room, ID: id, From: from, Message: msg, Time: time.Now(), Bot: bot}
-	err := h.broker.Publish(m, func(err error) {
-		h.stats.undelivered.Add(1)
-		if tell != nil {
-			tell(err)
+	m := Envelope{Room: room, ID: id, MsgID: msgID, From: from, Message: msg, Time: time.Now(), Bot: bot}
+	err := h.broker.Publish(m, func(p Published) {
+		if p.Err != nil && !h.broker.Sequenced() {
+			h.stats.undelivered.Add(1)
+		}
+		if done != nil {
+			done(p)
 		}
 	})
 	if err != nil {
@@ -137,7 +154,7 @@ func notDelivered(err error) *protoError {
 // local member. Must only be called from run.
 func (h *Hub) linkRoom(r *Room) {
 	h.cl.nextSub++
-	link := &roomLink{sub: h.cl.nextSub, synced: !h.broker.Sequenced(), waiting: make(map[*Client]bool)}
+	link := &roomLink{sub: h.cl.nextSub, synced: !h.broker.Sequenced(), waiting: make(map[*Client]entry)}
 	h.cl.links[r.name] = link
 	if rm := h.cl.remote[r.name]; rm != nil {
 		r.remote = rm
@@ -178,15 +195,16 @@ func (h *Hub) unlinkRoom(room string) {
 // room. A parked client is a member, so others see it join, but gets no
 // broadcasts until its room_changed, so its member list and history are
 // the start of what it sees. Must only be called from run.
-func (h *Hub) enterRoom(c *Client, r *Room, connecting bool) {
+func (h *Hub) enterRoom(c *Client, r *Room, e entry) {
 	c.waiting = false
 	if link := h.cl.links[r.name]; link != nil && !link.synced {
 		c.waiting = true
-		link.waiting[c] = connecting
+		link.waiting[c] = e
 		return
 	}
-	h.deliver(c, membersEvent("room_changed", r, c.name))
-	h.replayHistory(c, r.name, connecting)
+	l := h.history.get(r.name)
+	h.deliver(c, roomChangedEvent(r, c.name, l.epoch, l.last, e.id))
+	h.replayHistory(c, r.name, e.connecting)
 }
 
 // handleBroker applies one broker event. Must only be called from run.
@@ -208,13 +226,28 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 			h.nextID++
 			id = h.nextID
 		}
-		o := h.history.recordAt(ev.room, ev.d.Epoch, m.Seq, id, m.From, m.Message, m.Time, m.Bot)
-		if o == nil {
+		var key msgKey
+		if m.MsgID != "" {
+			key = msgKey{ev.room, m.MsgID}
+		}
+		rec, err := h.history.recordAt(ev.room, ev.d.Epoch, m.Seq, id, m.From, m.Message, m.Time, m.Bot, key)
+		switch {
+		case err != nil:
+			h.log.Error("message not kept", "room", ev.room, "err", err)
+			h.unsent(key, err)
+			return
+		case rec.o == nil:
 			return // already seen
 		}
 		h.stats.messages.Add(1)
+		if rec.held {
+			return // broadcast and acked once it is on disk (storedRequest)
+		}
 		if link.synced {
-			h.broadcast(r, o, nil)
+			h.broadcast(r, rec.o, nil)
+		}
+		if key.msgID != "" && !h.broker.Sequenced() {
+			h.sequenced(key, rec.seq, rec.epoch) // a sequenced broker acks through its PubAck
 		}
 	case DeliverSynced:
 		if ev.d.Epoch != "" {
@@ -224,9 +257,9 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 			return
 		}
 		link.synced = true
-		for c, connecting := range link.waiting {
+		for c, e := range link.waiting {
 			if c.active && c.room == r { // else it has moved on since
-				h.enterRoom(c, r, connecting)
+				h.enterRoom(c, r, e)
 			}
 		}
 		link.waiting = nil
@@ -309,12 +342,13 @@ func openCluster(cfg Config, log *slog.Logger) (Broker, error) {
 		return nil, errors.New("-data-dir and -nats-url cannot be combined: with NATS, JetStream keeps the history")
 	}
 	b, err := newNATSBroker(natsOptions{
-		URL:      cfg.NATSURL,
-		Prefix:   cfg.NATSPrefix,
-		Node:     cfg.NodeName,
-		History:  max(cfg.History, 1),
-		Interval: cfg.PresenceInterval,
-		Log:      log,
+		URL:          cfg.NATSURL,
+		Prefix:       cfg.NATSPrefix,
+		Node:         cfg.NodeName,
+		History:      max(cfg.History, 1),
+		Interval:     cfg.PresenceInterval,
+		DedupeWindow: cfg.DedupeWindow,
+		Log:          log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)

@@ -14,51 +14,55 @@ package main
 
 // command is one decoded client action. It holds nothing the hub owns.
 type command interface {
-	// run carries the command out for c, which the hub has not let go of.
-	// Must only be called from Hub.run.
-	run(h *Hub, c *Client)
+	// run carries the command out for c, which the hub has not let go of;
+	// id is the id the client gave the event ("" for none), for replies
+	// and errors. Must only be called from Hub.run.
+	run(h *Hub, c *Client, id string)
 }
 
 // sayCmd posts msg (already cleaned) to the client's room: through the
-// broker, and broadcast when the broker hands it back (cluster.go).
+// broker, and broadcast when the broker hands it back (cluster.go); with an
+// id, once, and acked (ack.go).
 type sayCmd struct{ msg string }
 
-func (s sayCmd) run(h *Hub, c *Client) {
+func (s sayCmd) run(h *Hub, c *Client, id string) {
 	h.m.received[c.format].Inc()
-	h.publish(c, s.msg)
+	h.publish(c, s.msg, id)
 }
 
 // joinCmd moves the client to another room (Hub.join, hub.go).
 type joinCmd struct{ room string }
 
-func (j joinCmd) run(h *Hub, c *Client) {
+func (j joinCmd) run(h *Hub, c *Client, id string) {
 	if c.room != nil && c.room.name == j.room {
-		h.fail(c, errAlreadyThere, "you are already in %s", j.room)
+		h.fail(c, id, errAlreadyThere, "you are already in %s", j.room)
 		return
 	}
-	h.join(c, j.room, false)
+	h.join(c, j.room, false, id)
 }
 
 // nickCmd renames the client in its room (Hub.rename, hub.go).
 type nickCmd struct{ name string }
 
-func (n nickCmd) run(h *Hub, c *Client) { h.rename(c, n.name) }
+func (n nickCmd) run(h *Hub, c *Client, id string) { h.rename(c, n.name, id) }
 
 // whoCmd lists the members of the client's room, on every node.
 type whoCmd struct{}
 
-func (whoCmd) run(h *Hub, c *Client) { h.deliver(c, membersEvent("members", c.room, "")) }
+func (whoCmd) run(h *Hub, c *Client, id string) {
+	h.deliver(c, membersEvent("members", c.room, "", id))
+}
 
 // roomsCmd lists the rooms and their member counts, on every node.
 type roomsCmd struct{}
 
-func (roomsCmd) run(h *Hub, c *Client) { h.deliver(c, roomsEvent(h.roomList())) }
+func (roomsCmd) run(h *Hub, c *Client, id string) { h.deliver(c, roomsEvent(h.roomList(), id)) }
 
 // helpCmd answers a text client's /help. JSON clients get nothing: the
 // lines are text only.
 type helpCmd struct{}
 
-func (helpCmd) run(h *Hub, c *Client) {
+func (helpCmd) run(h *Hub, c *Client, _ string) {
 	for _, line := range helpLines {
 		h.deliver(c, textOnly(line))
 	}
@@ -68,16 +72,16 @@ func (helpCmd) run(h *Hub, c *Client) {
 // 1000 "bye" (Hub.disconnect).
 type quitCmd struct{}
 
-func (quitCmd) run(h *Hub, c *Client) { h.disconnect(c, dcBye) }
+func (quitCmd) run(h *Hub, c *Client, _ string) { h.disconnect(c, dcBye) }
 
 // failCmd tells the client that something it sent was refused: a bad
 // frame, a message over its flood budget, a message the broker lost.
 type failCmd struct{ err *protoError }
 
-func (f failCmd) run(h *Hub, c *Client) { h.deliver(c, errorEvent(f.err)) }
+func (f failCmd) run(h *Hub, c *Client, id string) { h.deliver(c, errorEvent(f.err.withID(id))) }
 
 // floodCmd closes a client that kept flooding with 1008 (flood.go decides
 // when).
 type floodCmd struct{}
 
-func (floodCmd) run(h *Hub, c *Client) { h.disconnect(c, dcFlooding) }
+func (floodCmd) run(h *Hub, c *Client, _ string) { h.disconnect(c, dcFlooding) }

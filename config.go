@@ -67,6 +67,10 @@ type Config struct {
 	// HistoryIdleTTL is how long an empty room keeps its history in
 	// memory.
 	HistoryIdleTTL time.Duration
+	// DedupeWindow is how long a message id is remembered: a message sent
+	// again with the same id by the same sender to the same room within it
+	// is acked again, not delivered again (ack.go).
+	DedupeWindow time.Duration
 	// DataDir, when set, keeps room history on disk (DataDir/history.db)
 	// so that it and its epochs survive a restart; "" keeps it in memory.
 	// Servers with a DataDir are built with Open.
@@ -140,6 +144,7 @@ func DefaultConfig() Config {
 		HistoryOnJoin:     50,
 		HistoryIdleRooms:  1000,
 		HistoryIdleTTL:    time.Hour,
+		DedupeWindow:      2 * time.Minute,
 		NATSPrefix:        "hubbub",
 		PresenceInterval:  2 * time.Second,
 		Auth:              authGuest,
@@ -182,6 +187,7 @@ func (c Config) withDefaults() Config {
 	fillStr(&c.LogFormat, d.LogFormat)
 	fillStr(&c.LogLevel, d.LogLevel)
 	fillDur(&c.HistoryIdleTTL, d.HistoryIdleTTL)
+	fillDur(&c.DedupeWindow, d.DedupeWindow)
 	fillStr(&c.NATSPrefix, d.NATSPrefix)
 	fillDur(&c.PresenceInterval, d.PresenceInterval)
 	fillStr(&c.Auth, d.Auth)
@@ -204,6 +210,9 @@ func (c Config) validate() error {
 		if n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d: want 0 or more", n.name, n.v))
 		}
+	}
+	if c.DedupeWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedupe-window %v: want a positive duration", c.DedupeWindow))
 	}
 	if c.MsgRate < 0 {
 		errs = append(errs, fmt.Errorf("msg-rate %g: want 0 (no limit) or more", c.MsgRate))
@@ -236,6 +245,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.HistoryOnJoin, "history-on-join", c.HistoryOnJoin, "kept messages sent to a client joining a room (0: none)")
 	fs.IntVar(&c.HistoryIdleRooms, "history-idle-rooms", c.HistoryIdleRooms, "empty rooms that keep their history in memory (0: none)")
 	fs.DurationVar(&c.HistoryIdleTTL, "history-idle-ttl", c.HistoryIdleTTL, "how long an empty room keeps its history in memory")
+	fs.DurationVar(&c.DedupeWindow, "dedupe-window", c.DedupeWindow, "how long a message id is remembered, so that a resend is acked, not delivered twice")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "keep room history on disk in this directory (default: memory only)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "join a cluster through this NATS server with JetStream (default: none)")
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", c.NATSPrefix, "subject and stream prefix; nodes sharing it form one cluster")

@@ -45,6 +45,12 @@ type roomPayload struct {
 	Name    string   `json:"name,omitempty"`
 	Members []string `json:"members"`
 	Count   int      `json:"count"`
+	// Epoch and Seq (room_changed only) are the room log's epoch and the
+	// seq of its newest message, 0 when it has none: where a client
+	// resumes from even in a quiet room.
+	Epoch string  `json:"epoch,omitempty"`
+	Seq   *uint64 `json:"seq,omitempty"`
+	ID    string  `json:"id,omitempty"` // the id of the event this answers
 }
 
 // presencePayload is the payload of presence.
@@ -53,6 +59,7 @@ type presencePayload struct {
 	Event   string `json:"event"`
 	Name    string `json:"name"`
 	OldName string `json:"old_name,omitempty"`
+	ID      string `json:"id,omitempty"` // the renamer's copy: the id of its change_name
 }
 
 // roomInfo is one entry of the rooms event.
@@ -113,20 +120,30 @@ type presenceNote struct {
 
 // membersEvent builds room_changed (name set: the recipient's own name) or
 // members (name empty) for r.
-func membersEvent(typ string, r *Room, name string) *outbound {
+func membersEvent(typ string, r *Room, name, id string) *outbound {
+	p, list := membersOf(r)
+	p.Name, p.ID = name, id
+	return newOutbound(typ, p, fmt.Sprintf("* members of %s (%d): %s", r.name, p.Count, list))
+}
+
+// roomChangedEvent builds room_changed for a client that is name in r,
+// whose log is at seq under epoch; id answers its change_room, if any.
+func roomChangedEvent(r *Room, name, epoch string, seq uint64, id string) *outbound {
+	p, list := membersOf(r)
+	p.Name, p.Epoch, p.Seq, p.ID = name, epoch, &seq, id
+	return newOutbound("room_changed", p, fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, p.Count, list))
+}
+
+// membersOf lists r's members for a reply: the payload's room, names and
+// count, and the names as text.
+func membersOf(r *Room) (roomPayload, string) {
 	names := r.memberNames(maxMembersInReply)
 	list := strings.Join(names, ", ")
 	size := r.size()
 	if len(names) < size {
 		list += ", …"
 	}
-	var text string
-	if typ == "room_changed" {
-		text = fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, size, list)
-	} else {
-		text = fmt.Sprintf("* members of %s (%d): %s", r.name, size, list)
-	}
-	return newOutbound(typ, roomPayload{Room: r.name, Name: name, Members: names, Count: size}, text)
+	return roomPayload{Room: r.name, Members: names, Count: size}, list
 }
 
 // presenceEvent builds a presence event from a note.
@@ -144,6 +161,17 @@ func presenceEvent(n presenceNote) *outbound {
 		presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}, text)
 }
 
+// presenceReply is presenceEvent for the client the note is about,
+// answering its event id.
+func presenceReply(n presenceNote, id string) *outbound {
+	if id == "" {
+		return presenceEvent(n)
+	}
+	o := presenceEvent(n)
+	return newOutbound("presence",
+		presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName, ID: id}, string(o.text))
+}
+
 // helpLines is the text-mode answer to /help.
 var helpLines = []string{
 	"* commands: /join ROOM, /nick NAME, /who, /rooms, /help, /quit",
@@ -152,7 +180,7 @@ var helpLines = []string{
 
 // roomsEvent lists rooms (sorted, with member counts) for the rooms event,
 // at most maxRoomsInReply of them; the count is always of all.
-func roomsEvent(infos []roomInfo) *outbound {
+func roomsEvent(infos []roomInfo, id string) *outbound {
 	total := len(infos)
 	infos = infos[:min(total, maxRoomsInReply)]
 	var b strings.Builder
@@ -165,5 +193,6 @@ func roomsEvent(infos []roomInfo) *outbound {
 	}
 	return newOutbound("rooms", struct {
 		Rooms []roomInfo `json:"rooms"`
-	}{infos}, b.String())
+		ID    string     `json:"id,omitempty"`
+	}{infos, id}, b.String())
 }

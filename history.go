@@ -70,7 +70,7 @@ type sequencer interface {
 // localSequencer numbers messages inside this process: newest plus one.
 type localSequencer struct{}
 
-func (localSequencer) next(l *roomLog) uint64 { return l.last + 1 }
+func (localSequencer) next(l *roomLog) uint64 { return max(l.last, l.assigned) + 1 }
 
 // histEntry is one message kept in a room's ring.
 type histEntry struct {
@@ -84,9 +84,12 @@ type histEntry struct {
 type roomLog struct {
 	room  string
 	epoch string
-	last  uint64      // seq of the newest message; 0 before the first
-	ring  []histEntry // circular once len reaches cap; grows lazily up to it
-	head  int         // index of the oldest entry once the ring is full
+	last  uint64 // seq of the newest message kept; 0 before the first
+	// assigned is the newest seq given to a message that is not kept yet:
+	// with a store, a message joins the ring only once it is on disk.
+	assigned uint64
+	ring     []histEntry // circular once len reaches cap; grows lazily up to it
+	head     int         // index of the oldest entry once the ring is full
 
 	idleAt time.Time     // when the room last emptied
 	idleEl *list.Element // place in historyBook.idle while empty, else nil
@@ -141,6 +144,28 @@ type historyBook struct {
 
 	logs map[string]*roomLog
 	idle *list.List // of *roomLog, in the order their rooms emptied
+	// held is, per room, the messages numbered but not yet on disk, in
+	// seq order: the hub broadcasts and acks them once stored says so.
+	held map[string][]heldMsg
+	// sent remembers recent message ids for dedupe on a node without a
+	// sequenced broker (ack.go).
+	sent *sentLog
+}
+
+// heldMsg is a numbered message waiting for the store.
+type heldMsg struct {
+	seq   uint64
+	epoch string
+	o     *outbound
+	key   msgKey // zero: the sender gave no id
+}
+
+// recorded is what recordAt made of a message.
+type recorded struct {
+	o     *outbound // the new_message event; nil: the log had the message already
+	seq   uint64
+	epoch string
+	held  bool // waiting for the store (see stored)
 }
 
 // newHistoryBook builds the history for cfg (defaults already applied),
@@ -157,19 +182,27 @@ func newHistoryBook(cfg Config, store *boltStore, log *slog.Logger) *historyBook
 		now:     time.Now,
 		logs:    make(map[string]*roomLog),
 		idle:    list.New(),
+		held:    make(map[string][]heldMsg),
+		sent:    newSentLog(cfg.DedupeWindow),
 	}
 }
 
 // record numbers a new message in room, keeps it and returns its
-// new_message event, ready to broadcast. Must only be called from run.
+// new_message event. Must only be called from run.
 func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time, bot bool) *outbound {
-	return b.recordAt(room, "", 0, id, from, msg, t, bot)
+	rec, _ := b.recordAt(room, "", 0, id, from, msg, t, bot, msgKey{})
+	return rec.o
 }
 
-// recordAt is record for a message the broker has already placed: seq and
-// epoch come from the cluster (0 and "": number it here). It returns nil
-// for a message the log has already seen. Must only be called from run.
-func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time, bot bool) *outbound {
+// recordAt is record for a message the broker may have placed already:
+// seq and epoch come from the cluster (0 and "": number it here); key is
+// its dedupe key, if its sender gave an id. The result's event is nil for
+// a message the log has already seen. With a store the message is held
+// until it is on disk: it is kept, and may be broadcast and acked, only
+// once stored returns it. err is set when the store could not even queue
+// it: the message is lost. Must only be called from run.
+func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time, bot bool,
+	key msgKey) (recorded, error) {
 	l := b.get(room)
 	if epoch != "" {
 		b.adopt(room, epoch)
@@ -177,15 +210,51 @@ func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg str
 	if seq == 0 {
 		seq = b.seq.next(l)
 	}
-	if seq <= l.last {
-		return nil
+	if seq <= max(l.last, l.assigned) {
+		return recorded{}, nil
 	}
-	o := encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
-	if l.add(seq, o, b.size) && b.store != nil {
-		b.store.appendMessage(room, seq, messagePayloadJSON(o))
+	rec := recorded{seq: seq, epoch: l.epoch}
+	rec.o = encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
+	if b.store == nil {
+		l.add(seq, rec.o, b.size)
+		return rec, nil
 	}
-	return o
+	l.assigned = seq
+	if !b.store.appendMessage(room, seq, messagePayloadJSON(rec.o), key.msgID) {
+		return recorded{}, errStoreBehind
+	}
+	b.held[room] = append(b.held[room], heldMsg{seq: seq, epoch: l.epoch, o: rec.o, key: key})
+	rec.held = true
+	return rec, nil
 }
+
+// stored takes room's held messages up to seq upto off the hold, now that
+// the store has committed them (ok) or failed to (!ok), and returns them
+// in order. Committed ones join the ring; failed ones never do: their seqs
+// stay unused, which readers see as a gap. Must only be called from run.
+func (b *historyBook) stored(room string, upto uint64, ok bool) []heldMsg {
+	hs := b.held[room]
+	n := 0 // held messages are in seq order
+	for n < len(hs) && hs[n].seq <= upto {
+		n++
+	}
+	done := hs[:n:n]
+	if n == len(hs) {
+		delete(b.held, room)
+	} else {
+		b.held[room] = hs[n:]
+	}
+	if ok && n > 0 {
+		l := b.get(room)
+		for _, m := range done {
+			l.add(m.seq, m.o, b.size)
+		}
+	}
+	return done
+}
+
+// sentIn returns the dedupe memory for messages to room.
+func (b *historyBook) sentIn(room string) *sentLog { return b.sent }
 
 // adopt makes epoch room's epoch, forgetting the kept messages if it was
 // another: the cluster's log for the room is a new one.
@@ -224,9 +293,11 @@ func (b *historyBook) load(room string) *roomLog {
 		if epoch != "" && err == nil {
 			l.epoch = epoch
 			l.ring = make([]histEntry, 0, min(b.size, len(msgs)+16))
+			now := b.now()
 			for _, m := range msgs {
 				m.Seq, m.Epoch, m.Room = m.seq, epoch, room
 				l.add(m.seq, encodeMessage(m.messagePayload), b.size)
+				b.remember(room, m, epoch, now)
 			}
 			return l
 		}
@@ -236,6 +307,22 @@ func (b *historyBook) load(room string) *roomLog {
 		b.store.resetRoom(room, l.epoch)
 	}
 	return l
+}
+
+// remember puts a message read back from the store into the dedupe
+// memory, if it was sent with an id within the dedupe window, so that a
+// client resending it after a restart gets a duplicate ack rather than a
+// second copy.
+func (b *historyBook) remember(room string, m storedMsg, epoch string, now time.Time) {
+	if m.key == "" {
+		return
+	}
+	t, err := time.Parse(timeLayout, m.Time)
+	if err != nil || now.Sub(t) >= b.sent.window {
+		return
+	}
+	s := b.sent.add(msgKey{room, m.key}, t)
+	s.done, s.seq, s.epoch = true, m.seq, epoch
 }
 
 // emptied puts room's log on the idle list when its last member left.

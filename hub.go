@@ -50,6 +50,7 @@ type Hub struct {
 	rooms     map[string]*Room
 	leaves    []presenceNote // presence to announce once the current event is done
 	nextID    uint64         // id of the next chat message
+	apiSeq    uint64         // names API messages sent without an Idempotency-Key (api.go)
 	draining  bool           // Shutdown has begun: no new members
 	history   *historyBook   // per-room seq, epoch and recent messages (history.go)
 	broker    Broker         // carries messages and presence (cluster.go); safe from any goroutine
@@ -104,6 +105,9 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 		m:        newMetrics(),
 	}
 	h.attachBroker(d.broker)
+	if d.store != nil {
+		d.store.SetOnCommit(h.fromStore)
+	}
 	return h
 }
 
@@ -188,17 +192,19 @@ type queued struct {
 	at time.Time
 }
 
-// clientRequest is a command from c's reader.
+// clientRequest is a command from c's reader, with the id the client gave
+// it ("" for none): replies and errors it causes carry the id back.
 type clientRequest struct {
 	c   *Client
 	cmd command
+	id  string
 }
 
 func (r clientRequest) handle(h *Hub) {
 	if !r.c.active {
 		return // disconnected while the command was queued
 	}
-	r.cmd.run(h, r.c)
+	r.cmd.run(h, r.c, r.id)
 }
 
 // goneRequest reports that c's connection is over, for reason end. If the
@@ -286,7 +292,11 @@ func (h *Hub) add(c *Client) {
 	if c.name == "" {
 		c.name = guestName()
 	}
-	h.join(c, c.wantRoom, true)
+	c.sender = c.name
+	if c.account != "" {
+		c.sender = c.account
+	}
+	h.join(c, c.wantRoom, true, "")
 }
 
 // disconnect lets go of c for reason d: c leaves its room and the client
@@ -354,25 +364,27 @@ func (h *Hub) handle(q queued) {
 	q.r.handle(h)
 }
 
-// fail sends c an error event. Must only be called from run.
-func (h *Hub) fail(c *Client, code, format string, args ...any) {
-	h.deliver(c, errorEvent(&protoError{Code: code, Message: fmt.Sprintf(format, args...)}))
+// fail sends c an error event answering its event id ("" for none).
+// Must only be called from run.
+func (h *Hub) fail(c *Client, id, code, format string, args ...any) {
+	h.deliver(c, errorEvent(&protoError{Code: code, Message: fmt.Sprintf(format, args...), ID: id}))
 }
 
 // join moves c into the room called name, creating it if needed. When c is
 // connecting and its name is taken there, it gets a free variant and is
 // told; when it is switching rooms, the switch is refused instead so it
-// never loses a name it already had. Must only be called from run.
-func (h *Hub) join(c *Client, name string, connecting bool) {
+// never loses a name it already had. id is the change_room event's id, if
+// any, for the reply. Must only be called from run.
+func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 	target := h.rooms[name]
 	newName := c.name
 	if target != nil && target.taken(newName, c) {
 		if !connecting {
-			h.fail(c, errNameTaken, "%s is taken in %s; choose another name first", c.name, name)
+			h.fail(c, id, errNameTaken, "%s is taken in %s; choose another name first", c.name, name)
 			return
 		}
 		newName = freeName(target, c.name)
-		h.fail(c, errNameTaken, "%s is taken in %s; you are %s", c.name, name, newName)
+		h.fail(c, id, errNameTaken, "%s is taken in %s; you are %s", c.name, name, newName)
 	}
 	if c.room != nil {
 		h.leave(c)
@@ -386,7 +398,7 @@ func (h *Hub) join(c *Client, name string, connecting bool) {
 	target.add(c)
 	c.room = target
 	h.sharePresence(target)
-	h.enterRoom(c, target, connecting) // room_changed and history, now or once the room is synced
+	h.enterRoom(c, target, entry{connecting: connecting, id: id}) // room_changed and history, now or once the room is synced
 	if len(target.members) <= h.cfg.PresenceLimit {
 		h.broadcast(target, presenceEvent(presenceNote{room: target, event: "join", name: c.name}), c)
 	}
@@ -426,27 +438,31 @@ func (h *Hub) announceLeaves() {
 	h.leaves = nil
 }
 
-// rename gives c a new name in its room. Must only be called from run.
-func (h *Hub) rename(c *Client, name string) {
+// rename gives c a new name in its room. id is the change_name event's id,
+// if any: the renamer's own copy of the notice carries it. Must only be
+// called from run.
+func (h *Hub) rename(c *Client, name, id string) {
 	if e := h.renameRefused(c, name); e != nil {
-		h.deliver(c, errorEvent(e))
+		h.deliver(c, errorEvent(e.withID(id)))
 		return
 	}
 	r := c.room
 	if r.taken(name, c) {
-		h.fail(c, errNameTaken, "%s is taken in %s", name, r.name)
+		h.fail(c, id, errNameTaken, "%s is taken in %s", name, r.name)
 		return
 	}
 	old := c.name
 	c.name = name
+	if c.account == "" {
+		c.sender = name // it asked for this name
+	}
 	r.rename(c, old)
 	h.sharePresence(r)
-	ev := presenceEvent(presenceNote{room: r, event: "rename", name: name, oldName: old})
+	note := presenceNote{room: r, event: "rename", name: name, oldName: old}
 	if len(r.members) <= h.cfg.PresenceLimit {
-		h.broadcast(r, ev, nil)
-	} else {
-		h.deliver(c, ev) // the renamer always hears that it worked
+		h.broadcast(r, presenceEvent(note), c)
 	}
+	h.deliver(c, presenceReply(note, id)) // the renamer always hears that it worked
 }
 
 // renameRefused says why c may not take name, or returns nil. A logged-in

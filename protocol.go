@@ -50,7 +50,9 @@ const (
 	errRateLimited     = "rate_limited"
 	errNameReserved    = "name_reserved"
 	errNameLocked      = "name_locked"
+	errBadID           = "bad_id"
 	roomRule           = "room names are 1-64 characters from A-Z a-z 0-9 _ -"
+	idRule             = "ids are 1-64 characters from A-Z a-z 0-9 _ . : -"
 	nameRule           = "names are 1-32 characters from A-Z a-z 0-9 _ -"
 	textHelpHint       = "unknown command; try /help"
 	timeLayout         = "2006-01-02T15:04:05.000Z07:00"
@@ -60,10 +62,35 @@ const (
 	binaryFrameMessage = "binary frames are not supported; send text"
 )
 
-// protoError is a rejected frame: a stable code plus a sentence for people.
+// protoError is a rejected frame: a stable code plus a sentence for people,
+// and the id of the client event it answers, if that carried one.
 type protoError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	ID      string `json:"id,omitempty"`
+}
+
+// withID returns a copy of e answering the event with id.
+func (e *protoError) withID(id string) *protoError {
+	c := *e
+	c.ID = id
+	return &c
+}
+
+// validID reports whether s is an acceptable client event id: 1 to 64
+// characters from [A-Za-z0-9_.:-].
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9', b == '_', b == '.', b == ':', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (e *protoError) Error() string { return e.Code + ": " + e.Message }
@@ -76,16 +103,29 @@ func failf(code, msgFormat string, args ...any) command {
 // inEvent is the envelope of every JSON client frame.
 type inEvent struct {
 	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id"`
 	Payload json.RawMessage `json:"payload"`
 }
 
-// decodeJSON turns one JSON client frame into a command. It never fails:
-// a bad frame becomes a failCmd so the client is told what was wrong.
-func decodeJSON(data []byte) command {
+// decodeJSON turns one JSON client frame into a command and the id the
+// client gave it ("" for none). It never fails: a bad frame becomes a
+// failCmd so the client is told what was wrong.
+func decodeJSON(data []byte) (command, string) {
 	var ev inEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
-		return failf(errBadJSON, "frame is not a JSON object: %v", err)
+		return failf(errBadJSON, "frame is not a JSON object: %v", err), ""
 	}
+	var id string
+	if len(ev.ID) > 0 && string(ev.ID) != "null" {
+		if err := json.Unmarshal(ev.ID, &id); err != nil || !validID(id) {
+			return failf(errBadID, "bad id %s: %s", truncate(string(ev.ID), 70), idRule), ""
+		}
+	}
+	return decodeEvent(ev), id
+}
+
+// decodeEvent turns a JSON client event into a command.
+func decodeEvent(ev inEvent) command {
 	switch ev.Type {
 	case "send_message":
 		var p struct {

@@ -76,7 +76,8 @@ func TestDecodeJSON(t *testing.T) {
 		{`{"type":"change_name","payload":{"name":""}}`, opFail, "", errBadName},
 	}
 	for _, tt := range tests {
-		r := flat(decodeJSON([]byte(tt.in)))
+		cmd, _ := decodeJSON([]byte(tt.in))
+		r := flat(cmd)
 		if r.op != tt.wantOp || r.arg != tt.arg {
 			t.Errorf("decodeJSON(%q) = op %d arg %q; want op %d arg %q", tt.in, r.op, r.arg, tt.wantOp, tt.arg)
 		}
@@ -210,7 +211,11 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("no command for %q", data)
 			}
 		}
-		check(decodeJSON(data))
+		cmd, id := decodeJSON(data)
+		if id != "" && !validID(id) {
+			t.Fatalf("accepted bad id %q from %q", id, data)
+		}
+		check(cmd)
 		for _, line := range splitLines(data) {
 			check(parseLine(line))
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,17 +16,22 @@ import (
 
 // Durable room history in one bbolt file, DATA_DIR/history.db.
 //
-// Layout: bucket "rooms" holds one bucket per room with key "epoch" and a
-// bucket "msgs" mapping the big-endian seq to the new_message payload JSON;
-// only the newest Config.History messages are kept. Bucket "meta" holds
-// "clean" while no process has the file open for writing.
+// Layout: bucket "rooms" holds one bucket per room with key "epoch", a
+// bucket "msgs" mapping the big-endian seq to the new_message payload JSON,
+// and a bucket "keys" mapping the seq of a message sent with an id to its
+// dedupe key (ack.go); only the newest Config.History messages are kept.
+// Bucket "meta" holds "clean" while no process has the file open for
+// writing.
 //
 // The hub never waits for the disk. It queues writes (appendMessage,
 // resetRoom) and a writer goroutine commits whatever has queued in one
-// transaction, one fsync per batch. So a crash can lose the last few
-// messages after clients saw their seqs. To keep seqs from being reused
-// under the same epoch, open notices that "clean" is missing and gives every
-// room a new epoch: clients then get recovered:false, never a wrong answer.
+// transaction: one fsync per batch, however many messages it holds, so
+// writes group themselves under load. After each commit the writer tells
+// the hub which seqs are on disk (SetOnCommit), and only then does the hub
+// broadcast and ack them: a message anyone has seen is a message on disk.
+// To keep seqs from being reused under the same epoch after a crash, open
+// notices that "clean" is missing and gives every room a new epoch: clients
+// then get recovered:false, never a wrong answer.
 
 // maxPendingWrites bounds the write queue. A disk this far behind drops
 // writes (and the file is then treated as not clean) rather than letting
@@ -36,6 +42,7 @@ var (
 	bucketRooms = []byte("rooms")
 	bucketMeta  = []byte("meta")
 	bucketMsgs  = []byte("msgs")
+	bucketKeys  = []byte("keys")
 	keyEpoch    = []byte("epoch")
 	keyClean    = []byte("clean")
 )
@@ -47,13 +54,18 @@ type storeOp struct {
 	epoch   string // reset only
 	seq     uint64
 	payload []byte // new_message payload JSON, shared with the broadcast
+	key     string // dedupe key (msgKey.msgID); "" if the sender gave no id
 }
 
 // storedMsg is a message read back from the store.
 type storedMsg struct {
 	seq uint64
+	key string // its dedupe key, "" if none
 	messagePayload
 }
+
+// errStoreBehind is the error for a message the store could not even queue.
+var errStoreBehind = errors.New("history store is falling behind")
 
 // boltStore is the durable history. load, appendMessage and resetRoom are
 // called by Hub.run; the writer goroutine commits; close is called once run
@@ -67,6 +79,7 @@ type boltStore struct {
 	pending  []storeOp  // queued, not yet taken by the writer
 	inflight []storeOp  // taken by the writer, not yet committed
 	dirty    bool       // a write was dropped or failed: do not mark clean
+	onCommit func(upto map[string]uint64, ok bool)
 
 	wake      chan struct{} // buffered (1): pending is non-empty
 	quit      chan struct{} // closed by close
@@ -143,9 +156,21 @@ func claim(db *bolt.DB) (rotated int, err error) {
 	return rotated, err
 }
 
-// appendMessage queues message seq of room. Called by Hub.run; never blocks.
-func (s *boltStore) appendMessage(room string, seq uint64, payload []byte) {
-	s.enqueue(storeOp{room: room, seq: seq, payload: payload})
+// SetOnCommit sets the function the writer calls after each transaction
+// with, for each room written, the newest seq the transaction held, and
+// whether it committed. It runs on the writer goroutine and must not block
+// for long.
+func (s *boltStore) SetOnCommit(f func(upto map[string]uint64, ok bool)) {
+	s.mu.Lock()
+	s.onCommit = f
+	s.mu.Unlock()
+}
+
+// appendMessage queues message seq of room, with its dedupe key (or "").
+// It reports false if the queue is full and the message was dropped.
+// Called by Hub.run; never blocks.
+func (s *boltStore) appendMessage(room string, seq uint64, payload []byte, key string) bool {
+	return s.enqueue(storeOp{room: room, seq: seq, payload: payload, key: key})
 }
 
 // resetRoom queues the start of a new history for room under epoch,
@@ -154,8 +179,9 @@ func (s *boltStore) resetRoom(room, epoch string) {
 	s.enqueue(storeOp{room: room, epoch: epoch})
 }
 
-// enqueue adds op to the pending writes and wakes the writer.
-func (s *boltStore) enqueue(op storeOp) {
+// enqueue adds op to the pending writes and wakes the writer. It reports
+// false if the queue is full and op was dropped.
+func (s *boltStore) enqueue(op storeOp) bool {
 	s.mu.Lock()
 	if len(s.pending) >= maxPendingWrites {
 		first := !s.dirty
@@ -164,7 +190,7 @@ func (s *boltStore) enqueue(op storeOp) {
 		if first {
 			s.log.Error("history store is falling behind; dropping writes", "queued", maxPendingWrites)
 		}
-		return
+		return false
 	}
 	s.pending = append(s.pending, op)
 	s.mu.Unlock()
@@ -172,6 +198,7 @@ func (s *boltStore) enqueue(op storeOp) {
 	case s.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // writer commits queued writes until close, then commits the rest.
@@ -207,15 +234,25 @@ func (s *boltStore) flush() {
 		}
 		return nil
 	})
+	upto := make(map[string]uint64)
+	for _, op := range batch {
+		if op.seq > upto[op.room] {
+			upto[op.room] = op.seq
+		}
+	}
 	s.mu.Lock()
 	clear(s.inflight) // let the payloads go
 	s.inflight = s.inflight[:0]
 	if err != nil {
 		s.dirty = true
 	}
+	onCommit := s.onCommit
 	s.mu.Unlock()
 	if err != nil {
 		s.log.Error("history write failed", "writes", len(batch), "err", err)
+	}
+	if onCommit != nil && len(upto) > 0 {
+		onCommit(upto, err == nil)
 	}
 }
 
@@ -226,9 +263,11 @@ func (s *boltStore) apply(rooms *bolt.Bucket, op storeOp) error {
 		return err
 	}
 	if op.seq == 0 {
-		if rb.Bucket(bucketMsgs) != nil {
-			if err := rb.DeleteBucket(bucketMsgs); err != nil {
-				return err
+		for _, name := range [][]byte{bucketMsgs, bucketKeys} {
+			if rb.Bucket(name) != nil {
+				if err := rb.DeleteBucket(name); err != nil {
+					return err
+				}
 			}
 		}
 		return rb.Put(keyEpoch, []byte(op.epoch))
@@ -240,15 +279,29 @@ func (s *boltStore) apply(rooms *bolt.Bucket, op storeOp) error {
 	if err := msgs.Put(seqKey(op.seq), op.payload); err != nil {
 		return err
 	}
+	keys := rb.Bucket(bucketKeys)
+	if op.key != "" {
+		if keys, err = rb.CreateBucketIfNotExists(bucketKeys); err != nil {
+			return err
+		}
+		if err := keys.Put(seqKey(op.seq), []byte(op.key)); err != nil {
+			return err
+		}
+	}
 	// Trim to the newest keep messages; usually exactly one goes.
 	if op.seq <= uint64(s.keep) {
 		return nil
 	}
 	oldest := op.seq - uint64(s.keep)
-	c := msgs.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= oldest; k, _ = c.First() {
-		if err := c.Delete(); err != nil {
-			return err
+	for _, b := range []*bolt.Bucket{msgs, keys} {
+		if b == nil {
+			continue
+		}
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= oldest; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -286,11 +339,15 @@ func (s *boltStore) load(room string, max int) (epoch string, msgs []storedMsg, 
 		if mb == nil {
 			return nil
 		}
+		kb := rb.Bucket(bucketKeys)
 		c := mb.Cursor()
 		for k, v := c.Last(); k != nil && len(msgs) < max; k, v = c.Prev() {
 			m := storedMsg{seq: binary.BigEndian.Uint64(k)}
 			if err := json.Unmarshal(v, &m.messagePayload); err != nil {
 				return fmt.Errorf("message %d: %w", m.seq, err)
+			}
+			if kb != nil {
+				m.key = string(kb.Get(k))
 			}
 			msgs = append(msgs, m)
 		}
@@ -310,7 +367,7 @@ func (s *boltStore) load(room string, max int) (epoch string, msgs []storedMsg, 
 		if n := len(msgs); n > 0 && op.seq <= msgs[n-1].seq {
 			continue // committed meanwhile, already read
 		}
-		m := storedMsg{seq: op.seq}
+		m := storedMsg{seq: op.seq, key: op.key}
 		if err := json.Unmarshal(op.payload, &m.messagePayload); err != nil {
 			return "", nil, fmt.Errorf("load history of %q: queued message %d: %w", room, op.seq, err)
 		}

@@ -135,12 +135,12 @@ func TestBoltStoreQueuedAndTrimmed(t *testing.T) {
 	check("unknown room", "", "")
 	s.resetRoom("r", "E1")
 	for seq := uint64(1); seq <= 5; seq++ {
-		s.appendMessage("r", seq, msg(seq))
+		s.appendMessage("r", seq, msg(seq), "")
 	}
 	check("queued only", "E1", "3:m3 4:m4 5:m5")
 	s.flush()
 	check("committed", "E1", "3:m3 4:m4 5:m5")
-	s.appendMessage("r", 6, msg(6))
+	s.appendMessage("r", 6, msg(6), "")
 	check("committed plus queued", "E1", "4:m4 5:m5 6:m6")
 	s.flush()
 	var kept int
