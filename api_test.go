@@ -215,3 +215,25 @@ func TestKeyMatches(t *testing.T) {
 		}
 	}
 }
+
+// apiWithKey posts body to path with the test API key and an
+// Idempotency-Key header.
+func (s *testServer) apiWithKey(t testing.TB, path, body, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", s.ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}

@@ -442,3 +442,47 @@ func TestClusterAPIPublish(t *testing.T) {
 		t.Errorf("bob got %+v; want the bot message from ci, seq 1", m)
 	}
 }
+
+// TestClusterAckAndDedupe: in a cluster an ack carries the stream's seq
+// and epoch, and a message resent with the same id to another node — as
+// a client does after reconnecting elsewhere — is acked as a duplicate and
+// delivered to nobody a second time. The publish API answers with seq and
+// epoch too, and honours Idempotency-Key across nodes.
+func TestClusterAckAndDedupe(t *testing.T) {
+	c := newTestCluster(t, 2)
+	a, rc := c.nodes[0].joined(t, "room", "dd", "name", "alice")
+	w, _ := c.nodes[1].joined(t, "room", "dd", "name", "watch")
+	if rc.Seq == nil || *rc.Seq != 0 || rc.Epoch == "" {
+		t.Fatalf("room_changed of a new room: seq %v epoch %q; want 0 and the stream's epoch", rc.Seq, rc.Epoch)
+	}
+	a.sendID("hello", "c-1")
+	ack := a.ack()
+	if ack.Seq != 1 || ack.Epoch != rc.Epoch || ack.Duplicate {
+		t.Fatalf("ack %+v; want seq 1 in epoch %s", ack, rc.Epoch)
+	}
+	// alice again, on the other node, with the same id.
+	a2, _ := c.nodes[1].joined(t, "room", "dd", "name", "alice")
+	a2.sendID("hello", "c-1")
+	if again := a2.ack(); again.Seq != 1 || !again.Duplicate || again.Epoch != rc.Epoch {
+		t.Errorf("resend on the other node: ack %+v; want seq 1, duplicate", again)
+	}
+	a2.sendID("after", "c-2")
+	if n := a2.ack(); n.Seq != 2 || n.Duplicate {
+		t.Errorf("new id: ack %+v; want seq 2", n)
+	}
+	got := w.messagesOf(2)
+	if got[0].Message != "hello" || got[1].Message != "after" {
+		t.Errorf("watcher got %q, %q; want hello, after (the resend not again)", got[0].Message, got[1].Message)
+	}
+	for i, node := range c.nodes {
+		status, body := node.apiWithKey(t, "/api/rooms/dd/messages", `{"message":"deployed","from":"ci"}`, "rel-7")
+		var res apiResult
+		decodeJSONBody(t, body, &res)
+		if status != 200 || res.Seq != 3 || res.Epoch != rc.Epoch || res.Duplicate != (i == 1) {
+			t.Errorf("publish on node %d = %d %s; want seq 3 in epoch %s, duplicate %v", i, status, body, rc.Epoch, i == 1)
+		}
+	}
+	if m := w.messagesOf(1)[0]; m.Message != "deployed" || m.Seq != 3 {
+		t.Errorf("watcher got %+v; want the bot message once, seq 3", m)
+	}
+}

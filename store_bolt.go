@@ -80,6 +80,9 @@ type boltStore struct {
 	inflight []storeOp  // taken by the writer, not yet committed
 	dirty    bool       // a write was dropped or failed: do not mark clean
 	onCommit func(upto map[string]uint64, ok bool)
+	// hold, when a test sets it, makes each commit wait until it is
+	// closed. Nil outside tests.
+	hold chan struct{}
 
 	wake      chan struct{} // buffered (1): pending is non-empty
 	quit      chan struct{} // closed by close
@@ -218,6 +221,12 @@ func (s *boltStore) writer() {
 // flush commits everything pending in one transaction. Called only by the
 // writer goroutine.
 func (s *boltStore) flush() {
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	s.mu.Lock()
 	s.pending, s.inflight = s.inflight[:0], s.pending
 	batch := s.inflight

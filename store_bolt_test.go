@@ -172,3 +172,10 @@ func TestDataDirErrors(t *testing.T) {
 		t.Errorf("Open in an unwritable dir succeeded")
 	}
 }
+
+// holdCommits makes the store's commits wait until release is closed.
+func (s *boltStore) holdCommits(release chan struct{}) {
+	s.mu.Lock()
+	s.hold = release
+	s.mu.Unlock()
+}
