@@ -25,6 +25,9 @@ import (
 // TestMain fails the run if any test leaves goroutines behind: every
 // goroutine hubbub starts must have an exit.
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
 	base := runtime.NumGoroutine()
 	code := m.Run()
 	// Under -fuzz the engine runs goroutines of its own (signal handling).
