@@ -156,14 +156,13 @@ type chaosSender struct {
 	rng   *rand.Rand
 	cuts  int
 
-	conn         *websocket.Conn
-	epoch        string
-	last         uint64 // the newest seq this sender knows of, for since=
-	acked        map[int]bool
-	unacked      []int // sent, not acked, in order
-	next         int   // next message to send for the first time
-	untilCut     int   // sends left before the next cut
-	cutAfterSend bool  // cut right after a send, before reading its ack
+	conn     *websocket.Conn
+	epoch    string
+	last     uint64 // the newest seq this sender knows of, for since=
+	acked    map[int]bool
+	unacked  []int // sent, not acked, in order
+	next     int   // next message to send for the first time
+	untilCut int   // sends left before the next cut
 }
 
 // run sends every message and returns once each is acked.
