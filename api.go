@@ -162,7 +162,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	body, status, err := decodePublish(w, r)
 	if err != nil {
-		apiError(w, status, err.Error())
+		apiErrorOf(w, status, err)
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
@@ -202,7 +202,8 @@ func decodePublish(w http.ResponseWriter, r *http.Request) (publishBody, int, er
 		return b, http.StatusBadRequest, errors.New(`body has no "message"`)
 	}
 	if n := utf8.RuneCountInString(strings.TrimSpace(*b.Message)); n > maxMessageRunes {
-		return b, http.StatusRequestEntityTooLarge, fmt.Errorf("message has %d characters; at most %d", n, maxMessageRunes)
+		return b, http.StatusRequestEntityTooLarge, &protoError{Code: errTooLong,
+			Message: fmt.Sprintf("message has %d characters; at most %d are allowed; it was not sent", n, maxMessageRunes)}
 	}
 	if *b.Message = cleanMessage(*b.Message); *b.Message == "" {
 		return b, http.StatusBadRequest, errors.New("empty message")
@@ -266,6 +267,20 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, struct {
 		Error string `json:"error"`
 	}{msg})
+}
+
+// apiErrorOf answers with status and err: an error event's code and
+// sentence, when err is one, beside the sentence every error body has.
+func apiErrorOf(w http.ResponseWriter, status int, err error) {
+	var pe *protoError
+	if errors.As(err, &pe) {
+		writeJSON(w, status, struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}{pe.Message, pe.Code})
+		return
+	}
+	apiError(w, status, err.Error())
 }
 
 // writeJSON answers with status and v encoded as JSON.

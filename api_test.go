@@ -69,7 +69,7 @@ func TestAPIRejects(t *testing.T) {
 		{"no message", "POST", msgs, "", `{"from":"ci"}`, 400, `no \"message\"`},
 		{"empty message", "POST", msgs, "", `{"message":"  "}`, 400, "empty message"},
 		{"bad from", "POST", msgs, "", `{"message":"hi","from":"a b"}`, 400, "bad from"},
-		{"long message", "POST", msgs, "", `{"message":"` + strings.Repeat("é", maxMessageRunes+1) + `"}`, 413, "at most 400"},
+		{"long message", "POST", msgs, "", `{"message":"` + strings.Repeat("é", maxMessageRunes+1) + `"}`, 413, `at most 400 are allowed; it was not sent","code":"too_long"`},
 		{"huge body", "POST", msgs, "", `{"message":"` + strings.Repeat("x", maxAPIBody) + `"}`, 413, "body over"},
 		{"wrong method", "GET", msgs, "", "", 405, ""},
 		{"ok to empty room", "POST", "/api/rooms/nobody-here/messages", "", `{"message":"hi"}`, 200, `"recipients":0`},

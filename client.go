@@ -93,7 +93,8 @@ func (c *Client) Message(data []byte, binary bool) {
 		c.submit(decodeJSON(data))
 		return
 	}
-	for _, line := range splitLines(data) {
+	lines := splitLines(data)
+	for _, line := range lines {
 		cmd := parseLine(line)
 		if _, ok := cmd.(quitCmd); ok {
 			// The hub says goodbye (1000 "bye") after everything already
@@ -106,6 +107,10 @@ func (c *Client) Message(data []byte, binary bool) {
 			return
 		}
 	}
+	// One notice per frame, with the count, rather than one per line.
+	if n := c.flood.dropped(); n > 0 {
+		c.hub.submit(clientRequest{c: c, cmd: failCmd{c.flood.refusal(n, len(lines))}})
+	}
 }
 
 // submit hands cmd, which the client sent with id ("" for none), to the
@@ -116,7 +121,10 @@ func (c *Client) Message(data []byte, binary bool) {
 func (c *Client) submit(cmd command, id string) bool {
 	switch c.flood.spend(time.Now()) {
 	case floodWarn:
-		cmd = failCmd{c.flood.refusal()}
+		if c.format == formatText {
+			return true // told at the end of the frame, with the count
+		}
+		cmd = failCmd{c.flood.refusal(1, 1)}
 	case floodKick:
 		c.logger().Info("closing: flooding", "strikes", floodStrikes, "window", floodWindow)
 		cmd = floodCmd{}

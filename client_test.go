@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,11 +13,18 @@ func TestReadLimit(t *testing.T) {
 	s := newTestServer(t, Config{})
 	a, _ := s.joined(t, "name", "alice")
 
-	// Exactly at the limit is fine.
+	// Exactly at the frame limit is read, and a message of 400
+	// characters is delivered; one over 400 is refused whole, not cut.
+	a.say(strings.Repeat("x", maxMessageRunes))
+	if got := a.expect("new_message").msg(t).Message; len(got) != maxMessageRunes {
+		t.Errorf("400-character message arrived with %d", len(got))
+	}
 	msg := strings.Repeat("x", 512-len(`{"type":"send_message","payload":{"message":""}}`))
 	a.say(msg)
-	if got := a.expect("new_message").msg(t).Message; got != msg[:maxMessageRunes] {
-		t.Errorf("512-byte frame: message of %d bytes; want %d", len(got), maxMessageRunes)
+	var pe protoError
+	a.expect("error").decode(t, &pe)
+	if pe.Code != errTooLong || !strings.Contains(pe.Message, "at most 400") || !strings.Contains(pe.Message, fmt.Sprint(len(msg))) {
+		t.Errorf("464-character message: error %+v; want too_long naming both lengths", pe)
 	}
 	a.sendRaw(strings.Repeat("y", 513))
 	if code := a.closeCode(5 * time.Second); code != websocket.CloseMessageTooBig {

@@ -68,6 +68,15 @@ func (helpCmd) run(h *Hub, c *Client, _ string) {
 	}
 }
 
+// statusCmd answers a text client's /status: where it is and where the
+// room's log stands, for a reconnect with since and epoch.
+type statusCmd struct{}
+
+func (statusCmd) run(h *Hub, c *Client, _ string) {
+	l := h.history.get(c.room.name)
+	h.deliver(c, statusLine(c.room, c.name, l.epoch, l.last))
+}
+
 // quitCmd is a text client's /quit: what is queued for it goes out, then
 // 1000 "bye" (Hub.disconnect).
 type quitCmd struct{}

@@ -131,7 +131,22 @@ func membersEvent(typ string, r *Room, name, id string) *outbound {
 func roomChangedEvent(r *Room, name, epoch string, seq uint64, id string) *outbound {
 	p, list := membersOf(r)
 	p.Name, p.Epoch, p.Seq, p.ID = name, epoch, &seq, id
-	return newOutbound("room_changed", p, fmt.Sprintf("* you are %s in %s (%d members: %s)", name, r.name, p.Count, list))
+	return newOutbound("room_changed", p, fmt.Sprintf("* you are %s in %s (%s: %s)", name, r.name, countOf(p.Count, "member"), list))
+}
+
+// statusLine is the text-only answer to /status.
+func statusLine(r *Room, name, epoch string, seq uint64) *outbound {
+	_, list := membersOf(r)
+	return textOnly(fmt.Sprintf("* you are %s in %s; epoch %s, last seq %d (reconnect with ?since=%d&epoch=%s); %s: %s",
+		name, r.name, epoch, seq, seq, epoch, countOf(r.size(), "member"), list))
+}
+
+// countOf is n and noun, in the plural unless n is 1.
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // membersOf lists r's members for a reply: the payload's room, names and
@@ -174,7 +189,7 @@ func presenceReply(n presenceNote, id string) *outbound {
 
 // helpLines is the text-mode answer to /help.
 var helpLines = []string{
-	"* commands: /join ROOM, /nick NAME, /who, /rooms, /help, /quit",
+	"* commands: /join ROOM, /nick NAME, /who, /rooms, /status, /help, /quit",
 	"* anything else you type is sent to your current room",
 }
 

@@ -24,6 +24,7 @@ type flood struct {
 	strikes int       // refused frames since since
 	since   time.Time // start of the current strike window
 	refused bool      // the current frame has had a request refused
+	drops   int       // requests of the current frame refused
 	kicked  bool      // the hub has been asked to close the client
 }
 
@@ -43,8 +44,18 @@ func (f *flood) startFrame() bool {
 	if f == nil {
 		return true
 	}
-	f.refused = false
+	f.refused, f.drops = false, 0
 	return !f.kicked
+}
+
+// dropped is how many requests of the current frame were refused (0 for
+// a nil flood), as long as the client is not being closed for flooding:
+// then it gets its close frame instead.
+func (f *flood) dropped() int {
+	if f == nil || f.kicked {
+		return 0
+	}
+	return f.drops
 }
 
 // floodVerdict is what spend decides about one command.
@@ -70,7 +81,9 @@ func (f *flood) spend(now time.Time) floodVerdict {
 		return floodDrop
 	case f.lim.AllowN(now, 1):
 		return floodPass
-	case f.refused:
+	}
+	f.drops++
+	if f.refused {
 		return floodDrop
 	}
 	f.refused = true
@@ -85,9 +98,14 @@ func (f *flood) spend(now time.Time) floodVerdict {
 	return floodWarn
 }
 
-// refusal is the error a client gets for a command over its budget.
-func (f *flood) refusal() *protoError {
+// refusal is the error a client gets when dropped of the total requests
+// of a frame were over its budget.
+func (f *flood) refusal(dropped, total int) *protoError {
+	what := "this one was dropped"
+	if total > 1 {
+		what = fmt.Sprintf("%d of the %d lines of this frame were dropped", dropped, total)
+	}
 	return &protoError{Code: errRateLimited,
-		Message: fmt.Sprintf("slow down: at most %g messages per second (bursts of %d); this one was dropped",
-			float64(f.lim.Limit()), f.lim.Burst())}
+		Message: fmt.Sprintf("slow down: at most %g messages per second (bursts of %d); %s",
+			float64(f.lim.Limit()), f.lim.Burst(), what)}
 }

@@ -84,6 +84,9 @@ func TestPasteIsOneStrike(t *testing.T) {
 		switch l := p.line(); {
 		case strings.HasPrefix(l, "! slow down"):
 			notices++
+			if want := fmt.Sprintf("%d of the %d lines of this frame were dropped", 2*floodStrikes-burst, 2*floodStrikes); !strings.Contains(l, want) {
+				t.Errorf("notice %q; want it to say %q", l, want)
+			}
 		case l == fmt.Sprint("[general] paster: line ", chat):
 			chat++
 		default:

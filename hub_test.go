@@ -82,12 +82,12 @@ func TestTextCommands(t *testing.T) {
 	s := newTestServer(t, Config{})
 	j, _ := s.joined(t, "room", "lobby", "name", "jay")
 	x := s.dial(t, "format", "text", "name", "tex")
-	if l := x.line(); l != "* you are tex in general (1 members: tex)" {
+	if l := x.line(); l != "* you are tex in general (1 member: tex)" {
 		t.Errorf("greeting %q", l)
 	}
 	steps := []struct{ send, want string }{
 		{"/help", "* commands: /join ROOM"},
-		{"/frob", "! unknown command; try /help: /frob"},
+		{"/frob", "! unknown command /frob; try /help"},
 		{"/join", "! usage: /join ROOM"},
 		{"/join bad room!", "! bad room name"},
 		{"/join lobby\n", "* you are tex in lobby (2 members: jay, tex)"},
@@ -96,12 +96,19 @@ func TestTextCommands(t *testing.T) {
 		{"/nick jay", "! jay is taken in lobby"},
 		{"/nick texas", "* tex is now known as texas"},
 		{"hello there\r\n", "[lobby] texas: hello there"},
+		{"/status", "* you are texas in lobby; epoch "},
 		{"   ", "! empty message"},
+		{strings.Repeat("x", maxMessageRunes+1), "! message has 401 characters; at most 400"},
 	}
 	for _, st := range steps {
 		x.sendRaw(st.send)
-		if l := x.lineWith(st.want[:2]); !strings.HasPrefix(l, st.want) {
+		l := x.lineWith(st.want[:2])
+		if !strings.HasPrefix(l, st.want) {
 			t.Errorf("after %q got %q; want prefix %q", st.send, l, st.want)
+		}
+		if st.send == "/status" && !strings.Contains(l, "last seq 1 (reconnect with ?since=1&epoch=") ||
+			st.send == "/status" && !strings.HasSuffix(l, "; 2 members: jay, texas") {
+			t.Errorf("/status said %q; want the last seq 1, how to resume, and the members", l)
 		}
 	}
 	// jay saw tex arrive, rename and speak, as JSON events.

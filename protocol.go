@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -51,14 +52,14 @@ const (
 	errNameReserved    = "name_reserved"
 	errNameLocked      = "name_locked"
 	errBadID           = "bad_id"
+	errTooLong         = "too_long"
 	roomRule           = "room names are 1-64 characters from A-Z a-z 0-9 _ -"
 	idRule             = "ids are 1-64 characters from A-Z a-z 0-9 _ . : -"
 	nameRule           = "names are 1-32 characters from A-Z a-z 0-9 _ -"
-	textHelpHint       = "unknown command; try /help"
 	timeLayout         = "2006-01-02T15:04:05.000Z07:00"
 	maxMembersInReply  = 200 // member names listed in one reply; the count is always exact
 	maxRoomsInReply    = 200 // rooms listed in one reply
-	maxMessageRunes    = 400 // a message longer than this is cut: it could not have come from a 512-byte frame anyway
+	maxMessageRunes    = 400 // a longer message is refused (too_long), never cut
 	binaryFrameMessage = "binary frames are not supported; send text"
 )
 
@@ -113,7 +114,7 @@ type inEvent struct {
 func decodeJSON(data []byte) (command, string) {
 	var ev inEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
-		return failf(errBadJSON, "frame is not a JSON object: %v", err), ""
+		return failf(errBadJSON, "%s", badJSONMessage(data, err)), ""
 	}
 	var id string
 	if len(ev.ID) > 0 && string(ev.ID) != "null" {
@@ -122,6 +123,29 @@ func decodeJSON(data []byte) (command, string) {
 		}
 	}
 	return decodeEvent(ev), id
+}
+
+// badJSONMessage explains a frame that is not a JSON event, to a person:
+// what was expected, where the JSON broke, and — for a frame that is not
+// JSON at all, as when someone types into a JSON connection — that text
+// mode exists.
+func badJSONMessage(data []byte, err error) string {
+	const want = `expected one JSON event per frame, e.g. {"type":"send_message","payload":{"message":"hi"}}`
+	trimmed := strings.TrimSpace(string(data))
+	if trimmed == "" || (trimmed[0] != '{' && trimmed[0] != '[' && trimmed[0] != '"') {
+		return want + "; to type plain lines, connect with ?format=text"
+	}
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("%s; the JSON breaks at byte %d", want, se.Offset)
+	case trimmed[0] != '{':
+		return want + "; this is JSON, but not an object"
+	case errors.As(err, &te) && te.Field != "":
+		return fmt.Sprintf("%s; %q must be a %s, not a %s", want, te.Field, te.Type, te.Value)
+	}
+	return want
 }
 
 // decodeEvent turns a JSON client event into a command.
@@ -219,17 +243,24 @@ func parseLine(line string) command {
 		return helpCmd{}
 	case "quit":
 		return quitCmd{}
+	case "status":
+		return statusCmd{}
 	}
 	// cmd is echoed unquoted, so clean it like a message: the reply is a
 	// text frame (which must be UTF-8) bound for a terminal.
-	return failf(errUnknownCommand, "%s: /%s", textHelpHint, truncate(cleanMessage(cmd), 20))
+	return failf(errUnknownCommand, "unknown command /%s; try /help", truncate(cleanMessage(cmd), 20))
 }
 
-// sayCommand validates and cleans a chat message.
+// sayCommand validates and cleans a chat message. One over
+// maxMessageRunes characters is refused whole, never cut: the sender
+// would otherwise not know what the others read.
 func sayCommand(msg string) command {
 	msg = cleanMessage(msg)
 	if msg == "" {
 		return failf(errEmptyMessage, "empty message")
+	}
+	if n := utf8.RuneCountInString(msg); n > maxMessageRunes {
+		return failf(errTooLong, "message has %d characters; at most %d are allowed (and a frame is at most 512 bytes); it was not sent", n, maxMessageRunes)
 	}
 	return sayCmd{msg}
 }
@@ -273,9 +304,6 @@ func cleanMessage(s string) string {
 			}
 			return r
 		}, strings.ToValidUTF8(s, "\uFFFD"))
-	}
-	if utf8.RuneCountInString(s) > maxMessageRunes {
-		s = string([]rune(s)[:maxMessageRunes])
 	}
 	return s
 }

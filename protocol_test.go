@@ -20,6 +20,7 @@ const (
 	opHelp
 	opQuit
 	opFail
+	opStatus
 )
 
 // flatCmd is a command as a row of the tables here: kind, argument, error.
@@ -46,6 +47,8 @@ func flat(cmd command) flatCmd {
 		return flatCmd{op: opHelp}
 	case quitCmd:
 		return flatCmd{op: opQuit}
+	case statusCmd:
+		return flatCmd{op: opStatus}
 	case failCmd:
 		return flatCmd{op: opFail, err: c.err}
 	}
@@ -87,6 +90,38 @@ func TestDecodeJSON(t *testing.T) {
 	}
 }
 
+func TestBadJSONSaysWhatWasExpected(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string // in the message
+		not  []string // never in it: Go's parser internals
+	}{
+		{"hello", []string{`expected one JSON event per frame`, "?format=text"}, []string{"invalid character"}},
+		{"  /join lobby", []string{"?format=text"}, nil},
+		{`{"type":"send_message",`, []string{"the JSON breaks at byte"}, []string{"?format=text", "unexpected end"}},
+		{`{"type":1}`, []string{`"type" must be a string, not a number`}, []string{"?format=text"}},
+		{`[1,2]`, []string{"not an object"}, nil},
+	}
+	for _, tt := range tests {
+		cmd, _ := decodeJSON([]byte(tt.in))
+		r := flat(cmd)
+		if r.op != opFail || r.err.Code != errBadJSON {
+			t.Errorf("decodeJSON(%q) = %+v; want bad_json", tt.in, r)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(r.err.Message, w) {
+				t.Errorf("decodeJSON(%q) says %q; want it to say %q", tt.in, r.err.Message, w)
+			}
+		}
+		for _, n := range tt.not {
+			if strings.Contains(r.err.Message, n) {
+				t.Errorf("decodeJSON(%q) says %q; it should not say %q", tt.in, r.err.Message, n)
+			}
+		}
+	}
+}
+
 func TestParseLine(t *testing.T) {
 	tests := []struct {
 		in     string
@@ -109,6 +144,9 @@ func TestParseLine(t *testing.T) {
 		{"/dance", opFail, ""},
 		{"", opFail, ""},
 		{"\x1b[2Jcleared", opSay, "\uFFFD[2Jcleared"},
+		{strings.Repeat("x", maxMessageRunes), opSay, strings.Repeat("x", maxMessageRunes)},
+		{strings.Repeat("x", maxMessageRunes+1), opFail, ""},
+		{"/status", opStatus, ""},
 	}
 	for _, tt := range tests {
 		r := flat(parseLine(tt.in))
@@ -147,7 +185,7 @@ func TestCleanMessage(t *testing.T) {
 		{"bell\a", "bell\uFFFD"},
 		{"bad \xff utf8", "bad \uFFFD utf8"},
 		{"naïve café ☕", "naïve café ☕"},
-		{strings.Repeat("é", 500), strings.Repeat("é", maxMessageRunes)},
+		{strings.Repeat("é", 500), strings.Repeat("é", 500)}, // cleaned, never cut: sayCommand refuses it
 	}
 	for _, tt := range tests {
 		if got := cleanMessage(tt.in); got != tt.want {

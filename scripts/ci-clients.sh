@@ -56,7 +56,7 @@ timeout 60 .ci-node/node_modules/.bin/wscat -c "$url/ws?format=text&room=ci-wsca
   < "$work/wscat.in" > "$work/wscat.out" 2>&1 &
 wscat_pid=$!
 exec 3> "$work/wscat.in"
-wait_for "$work/wscat.out" "* you are wscat in ci-wscat (1 members: wscat)"
+wait_for "$work/wscat.out" "* you are wscat in ci-wscat (1 member: wscat)"
 echo "hello from wscat" >&3
 wait_for "$work/wscat.out" "[ci-wscat] wscat: hello from wscat"
 echo "/who" >&3

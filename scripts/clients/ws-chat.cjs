@@ -77,7 +77,7 @@ function equal(got, want, what) {
 
 async function main() {
   const alice = connect("alice");
-  equal(await expect(alice, "* you are"), `* you are alice in ${room} (1 members: alice)`, "alice's greeting");
+  equal(await expect(alice, "* you are"), `* you are alice in ${room} (1 member: alice)`, "alice's greeting");
   const bob = connect("bob");
   equal(await expect(bob, "* you are"), `* you are bob in ${room} (2 members: alice, bob)`, "bob's greeting");
   equal(await expect(alice, "* bob"), `* bob joined ${room}`, "alice sees bob join");
@@ -93,10 +93,10 @@ async function main() {
   // frame it receives is UTF-8 and fails the connection (1007) otherwise,
   // so the server must not echo them back raw.
   bob.ws.send(Buffer.from([0x2f, 0xa6]), { binary: false });
-  equal(await expect(bob, "!"), "! unknown command; try /help: /\ufffd", "unknown command echo");
+  equal(await expect(bob, "!"), "! unknown command /\ufffd; try /help", "unknown command echo");
 
   alice.ws.send("/join elsewhere");
-  equal(await expect(alice, "* you are"), "* you are alice in elsewhere (1 members: alice)", "/join");
+  equal(await expect(alice, "* you are"), "* you are alice in elsewhere (1 member: alice)", "/join");
   equal(await expect(bob, "* alice"), `* alice left ${room}`, "bob sees alice leave");
 
   bob.ws.send("/quit");
