@@ -117,6 +117,10 @@ type Config struct {
 	// DebugAddr, when set, serves net/http/pprof on a separate listener at
 	// this address.
 	DebugAddr string
+	// MetricsAddr, when set, serves /metrics on a separate listener at this
+	// address instead of the public port; the same address as DebugAddr
+	// shares the debug listener. "": /metrics on the public port.
+	MetricsAddr string
 }
 
 // DefaultConfig returns hubbub's defaults: what the binary runs with when
@@ -214,6 +218,9 @@ func (c Config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
+	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr {
+		errs = append(errs, fmt.Errorf("-metrics-addr %s is the public -addr: leave -metrics-addr empty to serve /metrics there", c.MetricsAddr))
+	}
 	if c.DataDir != "" && c.NATSURL != "" {
 		errs = append(errs, errors.New("-data-dir and -nats-url cannot be combined: with NATS, JetStream keeps the history"))
 	}
@@ -262,6 +269,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "cap on open WebSocket connections per client address (0: none)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "bearer token enabling the HTTP publish API (prefer HUBBUB_API_KEY: flags show in ps)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve pprof on this separate address, e.g. 127.0.0.1:6060 (default off)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this separate address instead of the public port (may equal -debug-addr)")
 }
 
 // removedSettings are flags hubbub no longer has, with what to do instead,

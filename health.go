@@ -31,9 +31,12 @@ func (s *Server) startDraining() {
 	s.draining.Store(true)
 }
 
-// opsRoutes adds /metrics, /healthz and /readyz to mux.
+// opsRoutes adds /healthz and /readyz to mux, and /metrics unless
+// MetricsAddr moves it to a listener of its own (serve in main.go).
 func (s *Server) opsRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /metrics", s.hub.m.handler())
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	}
 	mux.HandleFunc("GET /healthz", s.serveHealthz)
 	mux.HandleFunc("GET /readyz", s.serveReadyz)
 }

@@ -87,19 +87,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 // serve runs hubbub on ln until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
-	if cfg.DebugAddr != "" {
-		d, err := startDebug(cfg.DebugAddr, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer d.Close()
-	}
 	s, err := Open(cfg, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	sides, err := startSideServers(cfg, s.metricsHandler(), log)
+	if err != nil {
+		ln.Close()
+		s.Shutdown(context.Background())
+		return err
+	}
+	defer func() {
+		for _, d := range sides {
+			d.Close()
+		}
+	}()
 	srv := newHTTPServer(cfg, s.routes(), log)
 	scheme := "http"
 	if cfg.TLSCert != "" {
@@ -136,6 +139,40 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startSideServers starts the listeners of -debug-addr and -metrics-addr:
+// one when they name the same address, serving both. On error it closes
+// what it had started.
+func startSideServers(cfg Config, metrics http.Handler, log *slog.Logger) ([]*debugServer, error) {
+	var sides []*debugServer
+	start := func(addr string, pprofOn bool, m http.Handler) error {
+		d, err := startSideServer(addr, pprofOn, m, log)
+		if err != nil {
+			for _, d := range sides {
+				d.Close()
+			}
+			return err
+		}
+		sides = append(sides, d)
+		return nil
+	}
+	shared := cfg.MetricsAddr != "" && cfg.MetricsAddr == cfg.DebugAddr
+	if cfg.DebugAddr != "" {
+		var m http.Handler
+		if shared {
+			m = metrics
+		}
+		if err := start(cfg.DebugAddr, true, m); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MetricsAddr != "" && !shared {
+		if err := start(cfg.MetricsAddr, false, metrics); err != nil {
+			return nil, err
+		}
+	}
+	return sides, nil
 }
 
 // newHTTPServer returns the http.Server that serves h, with the timeouts
