@@ -287,10 +287,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs := flag.NewFlagSet("hubbub", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	registerFlags(fs, &c)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: hubbub [flags]\n       hubbub gencert|hash-password [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(stderr, fs) }
 	if err := removedFlag(args, getenv); err != nil {
 		return c, err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -81,6 +83,9 @@ const healthcheckTimeout = 3 * time.Second
 // /healthz there and returns the process exit code: 0 healthy, 1 not.
 func healthcheck(args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // the usage was asked for, and printed
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "healthcheck:", err)
 		return 1

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -35,37 +36,48 @@ func newLogger(c Config, w io.Writer) (*slog.Logger, error) {
 var version = "dev"
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "version":
-			fmt.Println(version)
-			return
-		case "healthcheck":
-			os.Exit(healthcheck(os.Args[2:], os.Getenv, os.Stderr))
-		}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "hubbub:", err)
-		}
-		os.Exit(1)
+	code, msg := exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
+	}
+	stop()
+	os.Exit(code)
+}
+
+// exitCode turns what run returned into the process's exit code and the
+// line to print on stderr, if any. Asking for the usage (-h, which run
+// returns as flag.ErrHelp after printing it) is a success.
+func exitCode(err error) (code int, msg string) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0, ""
+	case errors.Is(err, errReported):
+		return 1, ""
+	default:
+		return 1, "hubbub: " + err.Error()
 	}
 }
 
-// run parses args, serves until ctx ends, then shuts down gracefully: stop
+// run runs the subcommand args name (cli.go), or else parses args as the
+// server's flags, serves until ctx ends, then shuts down gracefully: stop
 // accepting, let the HTTP server finish ordinary requests, then drain and
 // close every WebSocket within ShutdownTimeout.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "gencert":
-			return gencert(args[1:], os.Stdout, stderr, time.Now())
-		case "hash-password":
-			return hashPassword(args[1:], os.Stdin, os.Stdout, stderr, hiddenStdin())
+	return runWith(ctx, args, processIO(getenv, stderr))
+}
+
+// runWith is run with the streams and environment in c.
+func runWith(ctx context.Context, args []string, c cmdIO) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sc, ok := findSubcommand(args[0])
+		if !ok {
+			return fmt.Errorf("unknown command %q: hubbub help lists the commands; the server itself takes only flags", args[0])
 		}
+		return sc.run(ctx, args[1:], c)
 	}
+	getenv, stderr := c.getenv, c.stderr
 	cfg, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
