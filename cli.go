@@ -50,6 +50,8 @@ type subcommand struct {
 // back to the list.)
 func subcommands() []subcommand {
 	return []subcommand{
+		{"config", "print the effective configuration and where each value came from (takes the server's flags)",
+			func(_ context.Context, args []string, c cmdIO) error { return printConfig(args, c) }},
 		{"gencert", "write a self-signed TLS certificate and key for development",
 			func(_ context.Context, args []string, c cmdIO) error {
 				return gencert(args, c.stdout, c.stderr, c.now())
@@ -102,7 +104,8 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	for _, sc := range cmds {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, sc.name, sc.summary)
 	}
-	fmt.Fprint(w, "\nEvery flag can also be set as HUBBUB_<NAME> (e.g. HUBBUB_ADDR); a flag beats the environment.\n\nflags:\n")
+	fmt.Fprint(w, "\nEvery flag can also be set as HUBBUB_<NAME> (e.g. HUBBUB_ADDR) or as NAME in the -config file;\n"+
+		"a flag beats the environment, which beats the file.\n\nflags:\n")
 	out := fs.Output()
 	fs.SetOutput(w)
 	fs.PrintDefaults()

@@ -77,18 +77,20 @@ func runWith(ctx context.Context, args []string, c cmdIO) error {
 		}
 		return sc.run(ctx, args[1:], c)
 	}
-	getenv, stderr := c.getenv, c.stderr
-	cfg, err := parseFlags(args, getenv, stderr)
+	cfg, origin, err := parseSettings(args, c.getenv, c.stderr)
 	if err != nil {
 		return err
 	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
-		return err
+		return settingsFrom(err, origin)
 	}
-	log, err := newLogger(cfg, stderr)
+	log, err := newLogger(cfg, c.stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.ConfigFile != "" {
+		log.Info("configuration file read", "file", cfg.ConfigFile)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
