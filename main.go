@@ -106,6 +106,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		ln.Close()
 		return err
 	}
+	if nb, ok := s.hub.broker.(*natsBroker); ok {
+		// Open refused a NATS server that said it has no JetStream; this
+		// keeps readiness in step with one that loses it later.
+		w := watchJetStream(nb.nc, log)
+		defer w.stop()
+		s.addReadyCheck("jetstream", w.ready)
+	}
 	sides, err := startSideServers(cfg, s.metricsHandler(), log)
 	if err != nil {
 		ln.Close()
