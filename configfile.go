@@ -98,16 +98,25 @@ func applyFileValue(fs *flag.FlagSet, name string, v any, at string, origin map[
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", at, name, err)
 	}
-	if src, set := origin[name]; set {
-		origin[name] = src + " (over file " + at + ")"
-		return nil
+	target := fs
+	over, overridden := origin[name]
+	if overridden {
+		// A flag or variable wins, but a value the flag would refuse is
+		// still an error in the file: parse it into a scratch Config.
+		var scratch Config
+		target = flag.NewFlagSet("file", flag.ContinueOnError)
+		registerFlags(target, &scratch)
 	}
-	if err := fs.Set(name, s); err != nil {
+	if err := target.Set(name, s); err != nil {
 		shown := s
 		if _, isString := v.(string); isString {
 			shown = tomlQuote(s)
 		}
 		return fmt.Errorf("%s: %s = %s: %w; want %s", at, name, shown, err, valueHint(f))
+	}
+	if overridden {
+		origin[name] = over + " (over file " + at + ")"
+		return nil
 	}
 	origin[name] = "file " + at
 	return nil

@@ -118,6 +118,11 @@ func TestConfigPrecedence(t *testing.T) {
 		{"-config over HUBBUB_CONFIG", []string{"-config", path}, map[string]string{"HUBBUB_CONFIG": "/nonexistent"}, ":3", "file " + path + ":1"},
 		{"no file: default", nil, nil, ":8080", ""},
 	}
+	bad := writeConfig(t, "send-queue = \"lots\"\n")
+	if _, _, err := parseSettings([]string{"-config", bad, "-send-queue", "5"}, func(string) string { return "" }, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), bad+":1: send-queue") {
+		t.Errorf("a bad file value under a flag: err = %v; want the file's line refused all the same", err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, origin, err := parseSettings(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
