@@ -60,7 +60,7 @@ func exitCode(err error) (code int, msg string) {
 	}
 }
 
-// run runs the subcommand args name (cli.go), or else parses args as the
+// run runs the subcommand args[0] names (cli.go), or else parses args as the
 // server's flags, serves until ctx ends, then shuts down gracefully: stop
 // accepting, let the HTTP server finish ordinary requests, then drain and
 // close every WebSocket within ShutdownTimeout.
