@@ -248,11 +248,17 @@ func (s *Server) serveAuthInfo(w http.ResponseWriter, r *http.Request) {
 // serveLogin answers POST /login {"username","password"} with a single-use
 // ticket: 200 {"ticket":"…","expires_in":30}. Errors are plain text: 400
 // malformed body, 401 wrong credentials (the same for an unknown user), 404
-// no users file, 413 body too large, 429 too many failures from this
-// address. Other methods get 405 from the router.
+// in jwt mode or without a users file (saying which), 413 body too large,
+// 429 too many failures from this address. Other methods get 405 from the
+// router.
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	a := s.auth
-	if !a.loginEnabled() {
+	switch {
+	case a.mode == authJWT:
+		http.Error(w, "login is not used in jwt mode: connect with a JWT signed with the server's -jwt-secret "+
+			"(Authorization: Bearer JWT, or ?ticket=JWT)", http.StatusNotFound)
+		return
+	case !a.loginEnabled():
 		http.Error(w, "login is not configured on this server (no -users file)", http.StatusNotFound)
 		return
 	}

@@ -217,12 +217,28 @@ func TestLoginFailuresRateLimited(t *testing.T) {
 	}
 }
 
+// TestLoginNotConfigured checks that POST /login, where it issues no
+// tickets, says why: jwt mode does not use it, guest mode has no users file.
 func TestLoginNotConfigured(t *testing.T) {
-	for _, cfg := range []Config{{}, {Auth: authJWT, JWTSecret: strings.Repeat("k", 32)}} {
-		s := newTestServer(t, cfg)
-		if code, body := s.post(t, "POST", "/login", `{"username":"a","password":"b"}`); code != 404 || !strings.Contains(body, "not configured") {
-			t.Errorf("mode %q: POST /login = %d %q; want 404 not configured", cfg.Auth, code, body)
-		}
+	users := writeUsers(t, "alice", "wonderland")
+	secret := strings.Repeat("k", 32)
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"guest without users", Config{}, "login is not configured on this server (no -users file)"},
+		{"jwt", Config{Auth: authJWT, JWTSecret: secret}, "login is not used in jwt mode: connect with a JWT"},
+		{"jwt with a users file", Config{Auth: authJWT, JWTSecret: secret, UsersFile: users}, "login is not used in jwt mode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, tt.cfg)
+			code, body := s.post(t, "POST", "/login", `{"username":"alice","password":"wonderland"}`)
+			if code != http.StatusNotFound || !strings.Contains(body, tt.want) {
+				t.Errorf("POST /login = %d %q; want 404 containing %q", code, body, tt.want)
+			}
+		})
 	}
 }
 

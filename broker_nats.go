@@ -187,6 +187,10 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	if err := requireJetStream(nc); err != nil { // jetstream.go
+		nc.Close()
+		return nil, err
+	}
 	b := &natsBroker{
 		opt:      opt,
 		log:      log,

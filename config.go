@@ -121,6 +121,15 @@ type Config struct {
 	// DebugAddr, when set, serves net/http/pprof on a separate listener at
 	// this address.
 	DebugAddr string
+	// MetricsAddr, when set, serves /metrics on a separate listener at this
+	// address instead of the public port; the same address as DebugAddr
+	// shares the debug listener. "": /metrics on the public port.
+	MetricsAddr string
+
+	// ConfigFile is the TOML file (configfile.go) that parseFlags read the
+	// settings not given as flags or HUBBUB_ variables from; "": none. It
+	// is set by -config or HUBBUB_CONFIG, never by the file itself.
+	ConfigFile string
 }
 
 // DefaultConfig returns hubbub's defaults: what the binary runs with when
@@ -223,6 +232,9 @@ func (c Config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
+	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr {
+		errs = append(errs, fmt.Errorf("-metrics-addr %s is the public -addr: leave -metrics-addr empty to serve /metrics there", c.MetricsAddr))
+	}
 	if c.DataDir != "" && c.NATSURL != "" {
 		errs = append(errs, errors.New("-data-dir and -nats-url cannot be combined: with NATS, JetStream keeps the history"))
 	}
@@ -272,6 +284,8 @@ func registerFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "cap on open WebSocket connections per client address (0: none)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "bearer token enabling the HTTP publish API (prefer HUBBUB_API_KEY: flags show in ps)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve pprof on this separate address, e.g. 127.0.0.1:6060 (default off)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this separate address instead of the public port (may equal -debug-addr)")
+	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "read settings not given as flags or HUBBUB_ variables from this TOML file")
 }
 
 // removedSettings are flags hubbub no longer has, with what to do instead,
@@ -283,27 +297,34 @@ var removedSettings = map[string]string{
 
 // parseFlags fills a Config from args, falling back to HUBBUB_<FLAG>
 // environment variables (dashes become underscores) for flags not given,
-// and to DefaultConfig for the rest.
+// then to the -config file (HUBBUB_CONFIG), and to DefaultConfig for the
+// rest.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	c, _, err := parseSettings(args, getenv, stderr)
+	return c, err
+}
+
+// parseSettings is parseFlags, also returning where each setting not left
+// at its default came from: "flag -addr", "env HUBBUB_ADDR" or
+// "file PATH:LINE", keyed by flag name.
+func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (Config, map[string]string, error) {
 	c := DefaultConfig()
+	origin := map[string]string{}
 	fs := flag.NewFlagSet("hubbub", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	registerFlags(fs, &c)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: hubbub [flags]\n       hubbub gencert|hash-password [flags]\n\nEvery flag can also be set as HUBBUB_<NAME>, e.g. HUBBUB_ADDR.\n\n")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(stderr, fs) }
 	if err := removedFlag(args, getenv); err != nil {
-		return c, err
+		return c, origin, err
 	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, origin, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return c, origin, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true; origin[f.Name] = "flag -" + f.Name })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		env := envName(f.Name)
@@ -311,9 +332,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
+			origin[f.Name] = "env " + env
 		}
 	})
-	return c, errors.Join(errs...)
+	if c.ConfigFile != "" {
+		errs = append(errs, applyConfigFile(fs, c.ConfigFile, origin))
+	}
+	return c, origin, errors.Join(errs...)
 }
 
 // envName is the environment variable for flag name: HUBBUB_ and the name

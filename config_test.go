@@ -2,11 +2,13 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReadmeFlagTable checks the README's configuration table against the
@@ -68,4 +70,71 @@ func TestReadmeFlagTable(t *testing.T) {
 			t.Errorf("flag -%s is missing from the README's table", f.Name)
 		}
 	})
+}
+
+// TestReadmeConfigFile holds the README's Configuration section to the
+// file format as TestReadmeFlagTable holds it to the flags: every default
+// the table states, written as a file key, reads back as the flag's
+// default, and the section's TOML example loads as it stands.
+func TestReadmeConfigFile(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("hubbub", flag.ContinueOnError)
+	registerFlags(fs, &c)
+
+	// Every stated default, as the file would say it.
+	row := regexp.MustCompile("(?m)^\\| `-([a-z-]+)` \\| `([^`|]+)` \\|")
+	var file strings.Builder
+	var keys []string
+	for _, m := range row.FindAllStringSubmatch(section, -1) {
+		f := fs.Lookup(m[1])
+		if f == nil {
+			continue // TestReadmeFlagTable reports it
+		}
+		v := m[2]
+		if _, isNum := numericFlag(f); !isNum {
+			v = tomlQuote(v)
+		}
+		fmt.Fprintf(&file, "%s = %s\n", m[1], v)
+		keys = append(keys, m[1])
+	}
+	if len(keys) < 20 {
+		t.Fatalf("found %d defaults in the README's table; the pattern no longer matches it", len(keys))
+	}
+	got, origin, err := parseSettings([]string{"-config", writeConfig(t, file.String())}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("the README's defaults, as a file, do not load: %v\n%s", err, file.String())
+	}
+	gs := flag.NewFlagSet("got", flag.ContinueOnError)
+	registerFlags(gs, &got)
+	for _, k := range keys {
+		if !strings.HasPrefix(origin[k], "file ") {
+			t.Errorf("key %s: set from %q; want the file", k, origin[k])
+		}
+		if g, d := gs.Lookup(k).DefValue, fs.Lookup(k).DefValue; g != d {
+			t.Errorf("file key %s from the README's default reads as %q; the flag's default is %q", k, g, d)
+		}
+	}
+
+	// The example file.
+	_, example, ok := strings.Cut(section, "```toml\n")
+	if !ok {
+		t.Fatal("the Configuration section has no ```toml example")
+	}
+	example, _, _ = strings.Cut(example, "```")
+	ex, origin, err := parseSettings([]string{"-config", writeConfig(t, example)}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("the README's example file does not load: %v", err)
+	}
+	if len(origin) < 5 || ex.PongWait != 45*time.Second {
+		t.Errorf("the README's example set %d settings (pong-wait %v); want all of its keys, pong-wait 45s", len(origin), ex.PongWait)
+	}
 }

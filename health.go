@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,9 +33,12 @@ func (s *Server) startDraining() {
 	s.draining.Store(true)
 }
 
-// opsRoutes adds /metrics, /healthz and /readyz to mux.
+// opsRoutes adds /healthz and /readyz to mux, and /metrics unless
+// MetricsAddr moves it to a listener of its own (serve in main.go).
 func (s *Server) opsRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /metrics", s.hub.m.handler())
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	}
 	mux.HandleFunc("GET /healthz", s.serveHealthz)
 	mux.HandleFunc("GET /readyz", s.serveReadyz)
 }
@@ -78,6 +83,9 @@ const healthcheckTimeout = 3 * time.Second
 // /healthz there and returns the process exit code: 0 healthy, 1 not.
 func healthcheck(args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // the usage was asked for, and printed
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "healthcheck:", err)
 		return 1

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -35,48 +36,61 @@ func newLogger(c Config, w io.Writer) (*slog.Logger, error) {
 var version = "dev"
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "version":
-			fmt.Println(version)
-			return
-		case "healthcheck":
-			os.Exit(healthcheck(os.Args[2:], os.Getenv, os.Stderr))
-		}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "hubbub:", err)
-		}
-		os.Exit(1)
+	code, msg := exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
+	}
+	stop()
+	os.Exit(code)
+}
+
+// exitCode turns what run returned into the process's exit code and the
+// line to print on stderr, if any. Asking for the usage (-h, which run
+// returns as flag.ErrHelp after printing it) is a success.
+func exitCode(err error) (code int, msg string) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0, ""
+	case errors.Is(err, errReported):
+		return 1, ""
+	default:
+		return 1, "hubbub: " + err.Error()
 	}
 }
 
-// run parses args, serves until ctx ends, then shuts down gracefully: stop
+// run runs the subcommand args[0] names (cli.go), or else parses args as the
+// server's flags, serves until ctx ends, then shuts down gracefully: stop
 // accepting, let the HTTP server finish ordinary requests, then drain and
 // close every WebSocket within ShutdownTimeout.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "gencert":
-			return gencert(args[1:], os.Stdout, stderr, time.Now())
-		case "hash-password":
-			return hashPassword(args[1:], os.Stdin, os.Stdout, stderr, hiddenStdin())
+	return runWith(ctx, args, processIO(getenv, stderr))
+}
+
+// runWith is run with the streams and environment in c.
+func runWith(ctx context.Context, args []string, c cmdIO) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sc, ok := findSubcommand(args[0])
+		if !ok {
+			return fmt.Errorf("unknown command %q: hubbub help lists the commands; the server itself takes only flags", args[0])
 		}
+		return sc.run(ctx, args[1:], c)
 	}
-	cfg, err := parseFlags(args, getenv, stderr)
+	cfg, origin, err := parseSettings(args, c.getenv, c.stderr)
 	if err != nil {
 		return err
 	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
-		return err
+		return settingsFrom(err, origin)
 	}
-	log, err := newLogger(cfg, stderr)
+	log, err := newLogger(cfg, c.stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.ConfigFile != "" {
+		log.Info("configuration file read", "file", cfg.ConfigFile)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -87,19 +101,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 // serve runs hubbub on ln until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) error {
-	if cfg.DebugAddr != "" {
-		d, err := startDebug(cfg.DebugAddr, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer d.Close()
-	}
 	s, err := Open(cfg, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	if nb, ok := s.hub.broker.(*natsBroker); ok {
+		// Open refused a NATS server that said it has no JetStream; this
+		// keeps readiness in step with one that loses it later.
+		w := watchJetStream(nb.nc, log)
+		defer w.stop()
+		s.addReadyCheck("jetstream", w.ready)
+	}
+	sides, err := startSideServers(cfg, s.metricsHandler(), log)
+	if err != nil {
+		ln.Close()
+		s.Shutdown(context.Background())
+		return err
+	}
+	defer func() {
+		for _, d := range sides {
+			d.Close()
+		}
+	}()
 	srv := newHTTPServer(cfg, s.routes(), log)
 	scheme := "http"
 	if cfg.TLSCert != "" {
@@ -136,6 +160,40 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startSideServers starts the listeners of -debug-addr and -metrics-addr:
+// one when they name the same address, serving both. On error it closes
+// what it had started.
+func startSideServers(cfg Config, metrics http.Handler, log *slog.Logger) ([]*debugServer, error) {
+	var sides []*debugServer
+	start := func(addr string, pprofOn bool, m http.Handler) error {
+		d, err := startSideServer(addr, pprofOn, m, log)
+		if err != nil {
+			for _, d := range sides {
+				d.Close()
+			}
+			return err
+		}
+		sides = append(sides, d)
+		return nil
+	}
+	shared := cfg.MetricsAddr != "" && cfg.MetricsAddr == cfg.DebugAddr
+	if cfg.DebugAddr != "" {
+		var m http.Handler
+		if shared {
+			m = metrics
+		}
+		if err := start(cfg.DebugAddr, true, m); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MetricsAddr != "" && !shared {
+		if err := start(cfg.MetricsAddr, false, metrics); err != nil {
+			return nil, err
+		}
+	}
+	return sides, nil
 }
 
 // newHTTPServer returns the http.Server that serves h, with the timeouts

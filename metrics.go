@@ -116,6 +116,12 @@ func (m *metrics) handled(t time.Time) {
 	}
 }
 
+// metricsHandler serves the server's metrics, on the public port or on the
+// listener MetricsAddr names.
+func (s *Server) metricsHandler() http.Handler {
+	return s.hub.m.handler()
+}
+
 // handler serves the registry in the Prometheus exposition format.
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -414,4 +417,149 @@ func BenchmarkCountWrite(b *testing.B) {
 	for b.Loop() {
 		m.wrote(formatJSON, 16, 1)
 	}
+}
+
+// TestMetricsPlacement serves the real serve loop with /metrics in each of
+// its places and fetches it over HTTP: on the public port by default, on a
+// listener of its own with -metrics-addr, and beside pprof when
+// -metrics-addr equals -debug-addr. Where /metrics is not, it must be 404.
+func TestMetricsPlacement(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		// where /metrics must answer: "public", or the log message whose
+		// addr names its listener.
+		metricsOn string
+		pprofOn   string // the same for /debug/pprof/; "" for nowhere
+	}{
+		{"public port by default", Config{}, "public", ""},
+		{"own listener", Config{MetricsAddr: "127.0.0.1:0"}, "metrics listening", ""},
+		{"beside pprof", Config{MetricsAddr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0"}, "metrics listening", "pprof listening"},
+		{"apart from pprof", Config{MetricsAddr: "127.0.0.1:0", DebugAddr: "localhost:0"}, "metrics listening", "pprof listening"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startServe(t, tt.cfg)
+			where := func(msg string) string {
+				if msg == "public" {
+					return srv.public
+				}
+				return "http://" + srv.logAddr(t, msg)
+			}
+			metricsBase := where(tt.metricsOn)
+			if status, body := httpGet(t, metricsBase+"/metrics"); status != 200 || !strings.Contains(body, "hubbub_connections ") {
+				t.Errorf("GET %s/metrics = %d, body lacks hubbub_connections", metricsBase, status)
+			}
+			if tt.metricsOn != "public" {
+				if status, _ := httpGet(t, srv.public+"/metrics"); status != 404 {
+					t.Errorf("GET /metrics on the public port = %d; want 404 when -metrics-addr is set", status)
+				}
+			}
+			if tt.pprofOn != "" {
+				base := where(tt.pprofOn)
+				if status, _ := httpGet(t, base+"/debug/pprof/"); status != 200 {
+					t.Errorf("GET %s/debug/pprof/ = %d; want 200", base, status)
+				}
+				if (base == metricsBase) != (tt.cfg.DebugAddr == tt.cfg.MetricsAddr) {
+					t.Errorf("pprof at %s, metrics at %s: want one listener exactly when the addresses are equal", base, metricsBase)
+				}
+			} else if tt.metricsOn != "public" {
+				if status, _ := httpGet(t, metricsBase+"/debug/pprof/"); status != 404 {
+					t.Errorf("GET /debug/pprof/ on the metrics listener = %d; want 404 without -debug-addr", status)
+				}
+			}
+			for _, p := range []string{"/healthz", "/readyz"} {
+				if status, _ := httpGet(t, srv.public+p); status != 200 {
+					t.Errorf("GET %s on the public port = %d; want 200 wherever /metrics is", p, status)
+				}
+			}
+		})
+	}
+}
+
+// TestMetricsAddrRefused checks the -metrics-addr settings that cannot
+// work: the public address itself, and one that cannot be listened on.
+func TestMetricsAddrRefused(t *testing.T) {
+	if err := (Config{Addr: ":9100", MetricsAddr: ":9100"}).withDefaults().validate(); err == nil ||
+		!strings.Contains(err.Error(), "-metrics-addr :9100 is the public -addr") {
+		t.Errorf("validate(metrics-addr = addr) = %v; want it refused, naming both", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{MetricsAddr: "127.0.0.1:notaport"}.withDefaults()
+	err = serve(context.Background(), cfg, testLogger(t), ln)
+	if err == nil || !strings.Contains(err.Error(), "metrics listen") {
+		t.Errorf("serve with a bad metrics address = %v; want a metrics listen error", err)
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Error("main listener left open after serve failed")
+	}
+}
+
+// servedNode is the real serve loop running on loopback for one test.
+type servedNode struct {
+	public string        // http://host:port of the public listener
+	logs   *lockedBuffer // everything it logged, as text
+}
+
+// startServe runs serve for cfg on a loopback port until the test ends,
+// then cancels it and requires a clean return.
+func startServe(t *testing.T, cfg Config) *servedNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, tWriter{t}), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 5 * time.Second
+	}
+	go func() { done <- serve(ctx, cfg.withDefaults(), log, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not return after cancel")
+		}
+	})
+	n := &servedNode{public: "http://" + ln.Addr().String(), logs: logs}
+	n.logAddr(t, "hubbub listening")
+	return n
+}
+
+// logAddr waits for the log line with message msg and returns its addr.
+func (n *servedNode) logAddr(t *testing.T, msg string) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `" addr=(\S+)`)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if m := re.FindStringSubmatch(n.logs.String()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q line in the log:\n%s", msg, n.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// httpGet fetches url on a fresh connection and returns status and body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
