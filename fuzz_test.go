@@ -25,8 +25,8 @@ import (
 
 // FuzzParseLine checks the text-mode parser alone, with properties the
 // shared FuzzDecode does not: a plain line is always chat (or refused as
-// empty), a command is never chat, and splitting a frame yields single
-// lines.
+// empty or too long, and then only when it is), a command is never chat,
+// and splitting a frame yields single lines.
 func FuzzParseLine(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line string) {
 		lines := splitLines([]byte(line))
@@ -46,8 +46,10 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("parseLine(%q) failed without code and message", line)
 		case strings.HasPrefix(line, "/") && r.op == opSay:
 			t.Fatalf("parseLine(%q) treated a command as chat", line)
-		case !strings.HasPrefix(line, "/") && r.op != opSay && (r.err == nil || r.err.Code != errEmptyMessage):
+		case !strings.HasPrefix(line, "/") && r.op != opSay && (r.err == nil || r.err.Code != errEmptyMessage && r.err.Code != errTooLong):
 			t.Fatalf("parseLine(%q) = op %d %v; plain lines are chat", line, r.op, r.err)
+		case r.err != nil && r.err.Code == errTooLong && utf8.RuneCountInString(cleanMessage(line)) <= maxMessageRunes:
+			t.Fatalf("parseLine(%q) refused a message of %d characters as too long", line, utf8.RuneCountInString(cleanMessage(line)))
 		case r.op == opSay && r.arg != cleanMessage(line):
 			t.Fatalf("parseLine(%q) said %q; want the cleaned line %q", line, r.arg, cleanMessage(line))
 		case r.op == opJoin && !validRoom(r.arg), r.op == opNick && !validName(r.arg):
