@@ -139,7 +139,7 @@ var (
 // that cannot inject a token separator, a wildcard or whitespace, whatever
 // s holds. Letters, digits and '-' stand for themselves; every other byte,
 // '_' included, becomes '_' and two hex digits, so the encoding is
-// one-to-one and today's room names ([A-Za-z0-9_-]) stay readable.
+// one-to-one and room names ([A-Za-z0-9_-]) stay readable.
 func subjectToken(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("empty name cannot be a subject token")
