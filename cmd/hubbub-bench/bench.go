@@ -69,6 +69,10 @@ func newBench(cfg Config, log *slog.Logger) (*Bench, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !isLoopbackHost(base.Hostname()) {
+		// normalize let it through, so AllowRemote is set.
+		log.Warn(fmt.Sprintf("-allow-remote: %s is not loopback; point hubbub-bench only at servers you own", base.Hostname()))
+	}
 	b := &Bench{
 		cfg:     cfg,
 		log:     log,

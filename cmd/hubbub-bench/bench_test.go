@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -411,7 +412,7 @@ func TestRunFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-url", "ws://10.0.0.1:8080/ws"}, "loopback"},
+		{[]string{"-url", "ws://10.0.0.1:8080/ws"}, "pass -allow-remote"},
 		{[]string{"-url", "http://127.0.0.1/ws"}, "scheme"},
 		{[]string{"-scenario", "storm"}, "unknown scenario"},
 		{[]string{"-size", "600"}, "-size"},
@@ -428,5 +429,45 @@ func TestRunFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error()+errb.String(), tt.want) {
 			t.Errorf("run(%q) = %v; want error containing %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// TestAllowRemote parses -allow-remote from the command line: a remote -url
+// is refused without it; with it, newBench accepts the target (nothing is
+// dialled here) and warns in one line that it is for servers you own.
+func TestAllowRemote(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantErr  string
+		wantWarn bool
+	}{
+		{name: "remote refused", args: []string{"-url", "ws://192.0.2.1:8080/ws"}, wantErr: "-allow-remote"},
+		{name: "remote source refused", args: []string{"-source-ips", "192.0.2.7"}, wantErr: "-allow-remote"},
+		{name: "remote allowed", args: []string{"-allow-remote", "-url", "ws://192.0.2.1:8080/ws"}, wantWarn: true},
+		{name: "remote with sources", args: []string{"-allow-remote", "-url", "wss://192.0.2.1/ws", "-source-ips", "192.0.2.7-192.0.2.8"}, wantWarn: true},
+		{name: "loopback needs no warning", args: []string{"-allow-remote", "-url", "ws://127.0.0.1:8080/ws"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			o, err := parseArgs(tt.args, io.Discard)
+			if err == nil {
+				_, err = newBench(o.cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("%q: error %v; want one containing %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%q: %v", tt.args, err)
+			}
+			warned := strings.Contains(logs.String(), "only at servers you own")
+			if warned != tt.wantWarn || strings.Count(logs.String(), "\n") > 1 {
+				t.Errorf("%q logged %q; want the one-line warning: %v", tt.args, logs.String(), tt.wantWarn)
+			}
+		})
 	}
 }

@@ -57,8 +57,12 @@ type Config struct {
 	// Scenario is fanout, rooms, idle or churn. Default fanout.
 	Scenario string
 	// URL is the WebSocket endpoint. Default ws://127.0.0.1:8080/ws.
-	// Only loopback hosts are accepted.
+	// Only loopback hosts are accepted unless AllowRemote is set.
 	URL string
+	// AllowRemote lets URL and SourceIPs name hosts other than loopback.
+	// Default false: a typo must not turn the tool against a server
+	// someone else runs.
+	AllowRemote bool
 	// Proto is the client protocol: hubbub, raw or centrifugo. Default
 	// hubbub.
 	Proto string
@@ -217,7 +221,11 @@ func (c *Config) normalize() error {
 	if c.Shard.Count > c.Clients {
 		return fmt.Errorf("-shard %d/%d: more shards than clients", c.Shard.Index, c.Shard.Count)
 	}
-	if _, err := c.baseURL(); err != nil {
+	base, err := c.baseURL()
+	if err != nil {
+		return err
+	}
+	if err := c.checkSourceIPs(base.Hostname()); err != nil {
 		return err
 	}
 	if c.DialConcurrency < 1 {
@@ -269,9 +277,10 @@ func maxSize(format string) int {
 	return maxFrame
 }
 
-// baseURL parses and checks URL. It refuses anything but ws/wss on a
-// loopback host: this tool exists to load a server on the same machine, and
-// a typo must not turn it against someone else's.
+// baseURL parses and checks URL. It refuses anything but ws/wss, and hosts
+// other than loopback unless AllowRemote is set: the tool exists to load a
+// server on the same machine, and a typo must not turn it against someone
+// else's.
 func (c *Config) baseURL() (*url.URL, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
@@ -280,10 +289,27 @@ func (c *Config) baseURL() (*url.URL, error) {
 	if u.Scheme != "ws" && u.Scheme != "wss" {
 		return nil, fmt.Errorf("-url %q: scheme must be ws or wss", c.URL)
 	}
-	if !isLoopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("-url %q: host must be loopback (127.0.0.0/8, ::1 or localhost)", c.URL)
+	if !c.AllowRemote && !isLoopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("-url %q: host must be loopback (127.0.0.0/8, ::1 or localhost); "+
+			"pass -allow-remote to load a server elsewhere, and only one you own", c.URL)
 	}
 	return u, nil
+}
+
+// checkSourceIPs refuses source addresses that cannot work: anything but
+// loopback without AllowRemote, and loopback addresses when the target
+// host is elsewhere, since the kernel cannot route from them.
+func (c *Config) checkSourceIPs(host string) error {
+	remote := !isLoopbackHost(host)
+	for _, a := range c.SourceIPs {
+		switch {
+		case !c.AllowRemote && !a.IsLoopback():
+			return fmt.Errorf("-source-ips: %s is not loopback (pass -allow-remote to load a server elsewhere)", a)
+		case remote && a.IsLoopback():
+			return fmt.Errorf("-source-ips: loopback address %s cannot reach %s; give this machine's own addresses", a, host)
+		}
+	}
+	return nil
 }
 
 // isLoopbackHost reports whether host is a loopback literal or localhost.
@@ -349,8 +375,8 @@ func parseShard(s string) (Shard, error) {
 const maxSourceIPs = 1024
 
 // parseSourceIPs reads a comma-separated list of IPv4/IPv6 addresses and
-// inclusive ranges ("127.0.0.1-127.0.0.8"). Every address must be loopback,
-// since the tool only ever talks to loopback servers.
+// inclusive ranges ("127.0.0.1-127.0.0.8"). Whether they may be used is
+// Config.checkSourceIPs's decision, as it depends on AllowRemote.
 func parseSourceIPs(s string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, part := range strings.Split(s, ",") {
@@ -373,9 +399,6 @@ func parseSourceIPs(s string) ([]netip.Addr, error) {
 			return nil, fmt.Errorf("source ip range %q: end before start or mixed families", part)
 		}
 		for a := from; ; a = a.Next() {
-			if !a.IsLoopback() {
-				return nil, fmt.Errorf("source ip %s is not loopback", a)
-			}
 			if len(out) == maxSourceIPs {
 				return nil, fmt.Errorf("more than %d source ips", maxSourceIPs)
 			}

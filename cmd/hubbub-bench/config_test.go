@@ -22,8 +22,9 @@ func TestParseSourceIPs(t *testing.T) {
 		{in: "127.0.0.5-127.0.0.5", want: []string{"127.0.0.5"}},
 		{in: "127.0.0.3-127.0.0.1", wantErr: "end before start"},
 		{in: "127.0.0.1-::1", wantErr: "mixed"},
-		{in: "10.0.0.1", wantErr: "not loopback"},
-		{in: "127.255.255.255-128.0.0.1", wantErr: "not loopback"},
+		// Whether an address may be used is checkSourceIPs's decision.
+		{in: "10.0.0.1", want: []string{"10.0.0.1"}},
+		{in: "127.255.255.255-128.0.0.1", want: []string{"127.255.255.255", "128.0.0.0", "128.0.0.1"}},
 		{in: "127.0.0.0-127.1.0.0", wantErr: "more than"},
 		{in: "localhost", wantErr: "source ip"},
 		{in: "127.0.0.1-", wantErr: "range"},
@@ -164,7 +165,16 @@ func TestNormalize(t *testing.T) {
 		{"localhost", func(c *Config) { c.URL = "ws://localhost:1/ws" }, ""},
 		{"ipv6 loopback", func(c *Config) { c.URL = "ws://[::1]:1/ws" }, ""},
 		{"other host", func(c *Config) { c.URL = "ws://example.com/ws" }, "loopback"},
-		{"private ip", func(c *Config) { c.URL = "ws://192.168.0.2:8080/ws" }, "loopback"},
+		{"private ip", func(c *Config) { c.URL = "ws://192.168.0.2:8080/ws" }, "-allow-remote"},
+		{"private ip allowed", func(c *Config) { c.URL = "ws://192.168.0.2:8080/ws"; c.AllowRemote = true }, ""},
+		{"name allowed", func(c *Config) { c.URL = "wss://bench.example.com/ws"; c.AllowRemote = true }, ""},
+		{"remote source ip", func(c *Config) { c.SourceIPs = addrs("10.0.0.1") }, "not loopback"},
+		{"remote source ip allowed", func(c *Config) {
+			c.URL, c.SourceIPs, c.AllowRemote = "ws://192.168.0.2:8080/ws", addrs("192.168.0.7"), true
+		}, ""},
+		{"loopback source to remote", func(c *Config) {
+			c.URL, c.SourceIPs, c.AllowRemote = "ws://192.168.0.2:8080/ws", addrs("127.0.0.1"), true
+		}, "cannot reach"},
 		{"http scheme", func(c *Config) { c.URL = "http://127.0.0.1/ws" }, "scheme"},
 		{"too many senders", func(c *Config) { c.Clients = 5; c.Senders = 6 }, "-senders"},
 		{"rooms senders per room", func(c *Config) { c.Scenario = scenarioRooms; c.Clients = 20; c.Rooms = 10; c.Senders = 3 }, "-senders"},
@@ -191,6 +201,15 @@ func TestNormalize(t *testing.T) {
 			t.Errorf("%s: normalize() = %v; want error containing %q", tt.name, err, tt.wantErr)
 		}
 	}
+}
+
+// addrs parses addresses for test tables.
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
 }
 
 func TestClientURL(t *testing.T) {

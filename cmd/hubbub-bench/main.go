@@ -34,8 +34,10 @@
 // time (itself included, as the server echoes it) to "expected".
 //
 // The target must be loopback (127.0.0.0/8, ::1 or localhost); the tool
-// refuses anything else. Output is a human-readable report on stdout, or JSON
-// with -json. On a terminal, a progress line is redrawn on stderr each second.
+// refuses anything else unless -allow-remote is given, and then warns that
+// it must only be pointed at servers you own. Output is a human-readable
+// report on stdout, or JSON with -json. On a terminal, a progress line is
+// redrawn on stderr each second.
 //
 // # Scenarios
 //
@@ -110,7 +112,8 @@
 // # Flags
 //
 //	-scenario fanout|rooms|idle|churn  what to run (fanout)
-//	-url ws://127.0.0.1:8080/ws        loopback WebSocket endpoint
+//	-url ws://127.0.0.1:8080/ws        WebSocket endpoint, loopback unless -allow-remote
+//	-allow-remote                      allow a non-loopback -url and -source-ips (servers you own only)
 //	-proto hubbub|raw|centrifugo       client protocol (hubbub)
 //	-raw                               same as -proto raw: plain text, no query params, no join wait
 //	-format json|text                  hubbub wire format (json); -proto hubbub only
@@ -124,7 +127,7 @@
 //	-rooms K                           rooms for rooms (10) and churn (1)
 //	-ramp R                            new connections per second, 0 = unpaced (0)
 //	-churn-rate R                      hang-ups and redials per second in churn (10)
-//	-source-ips A-B,C                  loopback source addresses, round robin
+//	-source-ips A-B,C                  source addresses, round robin (loopback unless -allow-remote)
 //	-server-pid PID                    server to read RSS and CPU from /proc
 //	-read-buffer N                     read buffer per connection (512 idle, 16384 otherwise)
 //	-ticket T                          add ticket=T to the URL
@@ -157,14 +160,26 @@ func main() {
 	}
 }
 
-// run parses args, runs the benchmark until done or interrupted, and writes
-// the report(s).
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg := defaultConfig()
+// options is what the command line sets: the run's Config and what main
+// does around the run.
+type options struct {
+	cfg        Config
+	asJSON     bool
+	htmlOut    string
+	verbose    bool
+	cpuProfile string
+}
+
+// parseArgs reads the command line into options. The flag package writes
+// its usage to stderr.
+func parseArgs(args []string, stderr io.Writer) (*options, error) {
+	o := &options{cfg: defaultConfig()}
+	cfg := &o.cfg
 	fs := flag.NewFlagSet("hubbub-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "fanout, rooms, idle or churn")
-	fs.StringVar(&cfg.URL, "url", cfg.URL, "WebSocket endpoint (loopback only)")
+	fs.StringVar(&cfg.URL, "url", cfg.URL, "WebSocket endpoint (loopback unless -allow-remote)")
+	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a -url and -source-ips other than loopback: only for servers you own")
 	fs.StringVar(&cfg.Proto, "proto", cfg.Proto, "client protocol: hubbub, raw (plain text relay) or centrifugo (Centrifugo's JSON protocol)")
 	fs.BoolVar(&cfg.Raw, "raw", cfg.Raw, "same as -proto raw: plain text relay, no hubbub query parameters, no join confirmation")
 	fs.StringVar(&cfg.Format, "format", cfg.Format, "hubbub format: json or text (-proto hubbub only)")
@@ -178,36 +193,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Rooms, "rooms", 0, "rooms (default 10 for rooms, 1 for churn)")
 	fs.Float64Var(&cfg.Ramp, "ramp", cfg.Ramp, "new connections per second (0: as fast as possible)")
 	fs.Float64Var(&cfg.ChurnRate, "churn-rate", cfg.ChurnRate, "disconnect+reconnect cycles per second (churn)")
-	sourceIPs := fs.String("source-ips", "", "loopback source addresses, e.g. 127.0.0.1-127.0.0.8")
+	sourceIPs := fs.String("source-ips", "", "source addresses, e.g. 127.0.0.1-127.0.0.8 (loopback unless -allow-remote)")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", 0, "read buffer per connection in bytes (default 512 for idle, 16384 otherwise)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid: report its RSS per connection and CPU%")
 	fs.StringVar(&cfg.Ticket, "ticket", "", "add ticket=VALUE to the URL query")
 	var headers headerFlag
 	fs.Var(&headers, "header", `extra handshake header "Name: value" (repeatable)`)
 	shard := fs.String("shard", "0/1", "run as shard i of n: take every n-th client index")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	htmlOut := fs.String("report", "", "write an HTML chart of the run to this file")
-	verbose := fs.Bool("v", false, "debug logging")
-	cpuProfile := fs.String("cpuprofile", "", "write the tool's own CPU profile to this file (is the generator the bottleneck?)")
+	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	fs.StringVar(&o.htmlOut, "report", "", "write an HTML chart of the run to this file")
+	fs.BoolVar(&o.verbose, "v", false, "debug logging")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file (is the generator the bottleneck?)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var err error
 	if *sourceIPs != "" {
 		if cfg.SourceIPs, err = parseSourceIPs(*sourceIPs); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if cfg.Shard, err = parseShard(*shard); err != nil {
-		return err
+		return nil, err
 	}
 	cfg.Header = headers.h
+	return o, nil
+}
 
+// run parses args, runs the benchmark until done or interrupted, and writes
+// the report(s).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg := o.cfg
 	level := slog.LevelInfo
-	if *verbose {
+	if o.verbose {
 		level = slog.LevelDebug
 	}
 	logOut := stderr
@@ -221,8 +246,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		stopProfile, err := startCPUProfile(*cpuProfile)
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -235,12 +260,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *htmlOut != "" {
-		if err := writeHTMLFile(*htmlOut, rep); err != nil {
+	if o.htmlOut != "" {
+		if err := writeHTMLFile(o.htmlOut, rep); err != nil {
 			return err
 		}
 	}
-	if *asJSON {
+	if o.asJSON {
 		return rep.writeJSON(stdout)
 	}
 	return rep.writeText(stdout)
