@@ -547,6 +547,8 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 			break
 		}
 	}
+	// A signal at any point so far cut a phase short.
+	interrupted := ctx.Err() != nil
 	close(stopSampler)
 	<-samplerDone
 	// The sampler is gone: this goroutine owns the timeline now.
@@ -556,7 +558,7 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	// no goroutine of ours outlives run.
 	phase.Store("closing")
 	b.closeAll(b.cfg.CloseTimeout)
-	return b.report(srv, self, connsAtEnd, time.Since(start)), nil
+	return b.report(srv, self, connsAtEnd, interrupted), nil
 }
 
 // sample ticks the Recorder once a second until stop, and draws the

@@ -132,6 +132,9 @@ type Config struct {
 	// Progress, if not nil, receives a live status line once a second.
 	// Default nil (quiet).
 	Progress io.Writer
+	// Thresholds decide whether the run passes; each field states its
+	// default.
+	Thresholds Thresholds
 }
 
 // defaultConfig returns a Config with every default from the field docs.
@@ -207,6 +210,9 @@ func (c *Config) normalize() error {
 	}
 	if c.Duration <= 0 {
 		return errors.New("-duration must be > 0")
+	}
+	if err := c.Thresholds.check(c.Scenario); err != nil {
+		return err
 	}
 	if c.Warmup < 0 || c.Drain < 0 || c.Ramp < 0 {
 		return errors.New("-warmup, -drain and -ramp must not be negative")

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseSourceIPs(t *testing.T) {
@@ -189,6 +190,11 @@ func TestNormalize(t *testing.T) {
 		{"raw and proto raw", func(c *Config) { c.Proto = protoRaw; c.Raw = true }, ""},
 		{"raw conflicts with centrifugo", func(c *Config) { c.Proto = protoCentrifugo; c.Raw = true }, "conflicts"},
 		{"unknown proto", func(c *Config) { c.Proto = "mqtt" }, "unknown protocol"},
+		{"thresholds", func(c *Config) { c.Thresholds = Thresholds{MinDelivery: 1, MaxP99: time.Second} }, ""},
+		{"min delivery above 1", func(c *Config) { c.Thresholds.MinDelivery = 1.01 }, "-min-delivery"},
+		{"negative p99", func(c *Config) { c.Thresholds.MaxP99 = -time.Millisecond }, "-max-p99"},
+		{"idle p99", func(c *Config) { c.Scenario = scenarioIdle; c.Thresholds.MaxP99 = time.Second }, "idle"},
+		{"idle conn limit", func(c *Config) { c.Scenario = scenarioIdle; c.Thresholds.MaxConnFailures = FailureLimit{N: 3} }, ""},
 	}
 	for _, tt := range tests {
 		cfg := defaultConfig()

@@ -109,6 +109,24 @@
 // spreads source addresses so that many connections to one server port do
 // not run out of ephemeral ports (about 28k per source address).
 //
+// # Pass or fail
+//
+// Every run ends with a verdict, printed in the report and given as the
+// exit code: 0 when every check passed, 1 when one failed, 2 for bad flags
+// or a run that could not be set up or reported. The checks:
+//
+//   - connection failures: failed dials (churn's redials included), planned
+//     connections never dialled, and unexpected closes, together at most
+//     -max-conn-failures: a count, or a percentage of the shard's clients
+//     such as 1%. Default 0, so any failure fails the run; negative turns
+//     the check off.
+//   - delivery ratio at least -min-delivery (0 to 1; default 0, off).
+//   - p99 latency at most -max-p99 (default 0, off); a run that measured no
+//     latency fails it.
+//   - the run was not interrupted by a signal.
+//
+// With -shard, each process judges its own shard.
+//
 // # Flags
 //
 //	-scenario fanout|rooms|idle|churn  what to run (fanout)
@@ -130,6 +148,9 @@
 //	-source-ips A-B,C                  source addresses, round robin (loopback unless -allow-remote)
 //	-server-pid PID                    server to read RSS and CPU from /proc
 //	-read-buffer N                     read buffer per connection (512 idle, 16384 otherwise)
+//	-max-conn-failures N|P%            connection failures that pass (0); negative: no limit
+//	-min-delivery R                    lowest delivery ratio that passes (0: off)
+//	-max-p99 D                         highest p99 latency that passes (0: off)
 //	-ticket T                          add ticket=T to the URL
 //	-header "Name: value"              extra handshake header, repeatable
 //	-shard i/n                         take every n-th client index from i (0/1)
@@ -154,10 +175,18 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "hubbub-bench:", err)
-		os.Exit(1)
+	os.Exit(runMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runMain runs the tool and returns its exit code (see exitPass and the
+// others), printing any error on stderr.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	code := exitCode(err)
+	if code != exitPass {
+		fmt.Fprintln(stderr, "hubbub-bench:", err)
 	}
+	return code
 }
 
 // options is what the command line sets: the run's Config and what main
@@ -197,6 +226,11 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", 0, "read buffer per connection in bytes (default 512 for idle, 16384 otherwise)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid: report its RSS per connection and CPU%")
 	fs.StringVar(&cfg.Ticket, "ticket", "", "add ticket=VALUE to the URL query")
+	fs.Var(&cfg.Thresholds.MaxConnFailures, "max-conn-failures",
+		"connection failures that still pass: failed dials (churn redials too), planned connections never dialled "+
+			"and unexpected closes; a count, or a percentage of this shard's clients such as 1%; negative: no limit")
+	fs.Float64Var(&cfg.Thresholds.MinDelivery, "min-delivery", cfg.Thresholds.MinDelivery, "lowest delivery ratio that passes, up to 1 (0: not checked)")
+	fs.DurationVar(&cfg.Thresholds.MaxP99, "max-p99", cfg.Thresholds.MaxP99, "highest p99 latency that passes, e.g. 50ms (0: not checked)")
 	var headers headerFlag
 	fs.Var(&headers, "header", `extra handshake header "Name: value" (repeatable)`)
 	shard := fs.String("shard", "0/1", "run as shard i of n: take every n-th client index")
@@ -224,7 +258,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 }
 
 // run parses args, runs the benchmark until done or interrupted, and writes
-// the report(s).
+// the report(s). A run that fails a check returns failedChecks after the
+// reports are written.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseArgs(args, stderr)
 	if err != nil {
@@ -246,6 +281,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The -report file is created before the run, so that a bad path
+	// fails now rather than after a long run.
+	var htmlFile *os.File
+	if o.htmlOut != "" {
+		if htmlFile, err = os.Create(o.htmlOut); err != nil {
+			return fmt.Errorf("create report: %w", err)
+		}
+		defer htmlFile.Close() // a no-op error after writeHTMLFile closed it
+	}
 	if o.cpuProfile != "" {
 		stopProfile, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
@@ -260,15 +304,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.htmlOut != "" {
-		if err := writeHTMLFile(o.htmlOut, rep); err != nil {
+	if htmlFile != nil {
+		if err := writeHTMLFile(htmlFile, rep); err != nil {
 			return err
 		}
 	}
 	if o.asJSON {
-		return rep.writeJSON(stdout)
+		err = rep.writeJSON(stdout)
+	} else {
+		err = rep.writeText(stdout)
 	}
-	return rep.writeText(stdout)
+	if err != nil {
+		return err
+	}
+	if !rep.Pass {
+		return failedChecks(rep.Checks)
+	}
+	return nil
 }
 
 // startCPUProfile profiles this process into path until the returned
@@ -288,18 +340,15 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-// writeHTMLFile writes the -report page.
-func writeHTMLFile(path string, rep *Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("create report: %w", err)
-	}
+// writeHTMLFile writes the -report page into f, which createReport
+// opened, and closes it.
+func writeHTMLFile(f *os.File, rep *Report) error {
 	if err := rep.writeHTML(f); err != nil {
 		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write report %s: %w", path, err)
+		return fmt.Errorf("write report %s: %w", f.Name(), err)
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 )
 
 // Report is the result of one run (of one shard). Its JSON form is what
@@ -27,8 +26,15 @@ type Report struct {
 	WindowSec     float64 `json:"window_sec"`
 	WarmupSec     float64 `json:"warmup_sec"`
 
-	ConnOK          int64  `json:"conn_ok"`
-	ConnFailed      int64  `json:"conn_failed"`
+	ConnOK int64 `json:"conn_ok"`
+	// ConnFailed counts failed dials, churn redials included.
+	ConnFailed int64 `json:"conn_failed"`
+	// NotAttempted counts planned connections never dialled, because the
+	// connect phase stopped early (open-file limit, interrupt).
+	NotAttempted int64 `json:"not_attempted"`
+	// ConnFailures is what -max-conn-failures limits: ConnFailed plus
+	// NotAttempted plus all UnexpectedCloses.
+	ConnFailures    int64  `json:"conn_failures"`
 	FirstConnError  string `json:"first_conn_error,omitempty"`
 	FileLimit       uint64 `json:"file_limit"`
 	FileLimitHit    bool   `json:"file_limit_hit"`
@@ -64,6 +70,13 @@ type Report struct {
 	Tool   *ProcStats `json:"tool,omitempty"`
 
 	Timeline []Point `json:"timeline"`
+
+	// Interrupted is set when a signal ended the run before its drain.
+	Interrupted bool `json:"interrupted"`
+	// Checks are the thresholds' verdicts (see judge); Pass is true when
+	// all of them passed, and the tool then exits 0.
+	Checks []Check `json:"checks"`
+	Pass   bool    `json:"pass"`
 }
 
 // LatencyStats summarises the latency histogram, in milliseconds.
@@ -87,9 +100,9 @@ type ProcStats struct {
 	CPUPercent float64 `json:"cpu_percent"` // of one core, over the window
 }
 
-// report assembles the Report after the run. It must be called after the
-// sampler stopped (it reads the Recorder's totals).
-func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Duration) *Report {
+// report assembles the Report after the run and judges it. It must be
+// called after the sampler stopped (it reads the Recorder's totals).
+func (b *Bench) report(srv, self procProbe, connsAtEnd int64, interrupted bool) *Report {
 	cfg := &b.cfg
 	r := &Report{
 		Scenario:      cfg.Scenario,
@@ -125,6 +138,7 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Durat
 		MessageFrames: b.rec.msgFrames.Load(),
 		Messages:      b.rec.markers.Load(),
 		Timeline:      b.rec.timeline,
+		Interrupted:   interrupted,
 	}
 	b.mu.Lock()
 	r.FirstConnError = b.firstErr
@@ -146,7 +160,19 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Durat
 	if st, ok := procStats(&self, connsAtEnd); ok {
 		r.Tool = st
 	}
+	r.finish(cfg.Thresholds)
 	return r
+}
+
+// finish derives the failure counts from the raw counters and judges r
+// against th, setting Checks and Pass.
+func (r *Report) finish(th Thresholds) {
+	// ConnFailed includes churn's failed redials; those slots were
+	// attempted in the connect phase already.
+	r.NotAttempted = max(int64(r.Clients)-r.ConnOK-(r.ConnFailed-r.ReconnectFailed), 0)
+	r.ConnFailures = r.ConnFailed + r.NotAttempted + sumCounts(r.UnexpectedCloses)
+	r.Checks = judge(r, th)
+	r.Pass = allPass(r.Checks)
 }
 
 // procStats turns a probe into ProcStats, with the RSS growth spread over
@@ -220,8 +246,8 @@ func (r *Report) writeText(w io.Writer) error {
 	p("  plan         %d clients, %d senders x %g msg/s, %d room(s), %d-byte messages, %gs window after %gs warmup",
 		r.Clients, r.Senders, r.RatePerSender, r.Rooms, r.SizeBytes, r.WindowSec, r.WarmupSec)
 	notTried := ""
-	if n := int64(r.Clients) - r.ConnOK - r.ConnFailed; n > 0 {
-		notTried = fmt.Sprintf(", %d not attempted", n)
+	if r.NotAttempted > 0 {
+		notTried = fmt.Sprintf(", %d not attempted", r.NotAttempted)
 	}
 	p("  connections  %d ok, %d failed%s (open-file limit %d)", r.ConnOK, r.ConnFailed, notTried, r.FileLimit)
 	if r.FirstConnError != "" {
@@ -259,8 +285,33 @@ func (r *Report) writeText(w io.Writer) error {
 		p("  %-6s       pid %s: RSS %d -> %d KiB, %.0f B per connection (%d conns), CPU %.1f%% of a core",
 			ps.name, ps.st.PID, ps.st.RSSStartKB, ps.st.RSSEndKB, ps.st.PerConnB, ps.st.Conns, ps.st.CPUPercent)
 	}
+	label := "checks"
+	for _, c := range r.Checks {
+		p("  %-12s %-4s  %s", label, checkStatus(c), c.Detail)
+		label = ""
+	}
+	p("  verdict      %s", verdictWord(r.Pass))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// checkStatus is the one-word state of c for the text and HTML reports.
+func checkStatus(c Check) string {
+	switch {
+	case !c.Enabled:
+		return "off"
+	case c.Pass:
+		return "ok"
+	}
+	return "FAIL"
+}
+
+// verdictWord names the outcome of the run.
+func verdictWord(pass bool) string {
+	if pass {
+		return "PASS"
+	}
+	return "FAIL"
 }
 
 // formatCounts prints a count map sorted by key, or none if empty.

@@ -226,13 +226,23 @@ func TestReportJSON(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"scenario", "expected", "received", "delivery_ratio", "latency", "unexpected_closes", "duplicates", "coalescing"} {
+	r.finish(Thresholds{MinDelivery: 0.95})
+	for _, k := range []string{"scenario", "expected", "received", "delivery_ratio", "latency", "unexpected_closes", "duplicates", "coalescing",
+		"conn_failures", "not_attempted", "interrupted", "checks", "pass"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON report lacks %q", k)
 		}
 	}
+	if m["pass"] != false {
+		t.Errorf("JSON pass = %v for a run below -min-delivery; want false", m["pass"])
+	}
 	var text bytes.Buffer
 	if err := r.writeText(&text); err != nil || !strings.Contains(text.String(), "1013 slow consumer: 2") {
 		t.Errorf("text report = %q, %v; want the close count", text.String(), err)
+	}
+	for _, want := range []string{"FAIL  delivery ratio 0.9000", "verdict      FAIL"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
 	}
 }
