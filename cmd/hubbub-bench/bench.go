@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,7 +140,7 @@ func (b *Bench) dial(ctx context.Context, s *slot) error {
 	conn, resp, err := d.DialContext(ctx, u, b.cfg.Header)
 	if err != nil {
 		if resp != nil {
-			return fmt.Errorf("dial %s: %w (HTTP %s)", u, err, resp.Status)
+			return fmt.Errorf("dial %s: %w (HTTP %s%s)", u, err, resp.Status, bodyHint(resp.Body))
 		}
 		return fmt.Errorf("dial %s: %w", u, err)
 	}
@@ -167,6 +169,21 @@ func (b *Bench) dial(ctx context.Context, s *slot) error {
 	return nil
 }
 
+// bodyHint is ": " and the first line of an HTTP error body (at most 200
+// bytes), or "" if there is none. Servers say there why they refused, e.g.
+// hubbub's "ticket unknown, expired or already used".
+func bodyHint(body io.Reader) string {
+	if body == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(body, 200))
+	line, _, _ := strings.Cut(string(b), "\n")
+	if line = strings.TrimSpace(line); line == "" {
+		return ""
+	}
+	return ": " + line
+}
+
 // unregister forgets c once its reader has ended.
 func (b *Bench) unregister(c *client) {
 	b.connected.Add(-1)
@@ -190,6 +207,13 @@ func (b *Bench) noteDialError(err error) {
 	}
 }
 
+// firstDialError is the first failed dial's error, or "".
+func (b *Bench) firstDialError() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.firstErr
+}
+
 // fdReserve is how many descriptors the connect phase leaves free: the
 // tool still needs a few for /proc reads, the report file and the runtime.
 const fdReserve = 32
@@ -202,15 +226,26 @@ func (b *Bench) stopAtFileLimit(err error) {
 	}
 }
 
+// giveUpAfter is how many dials must fail, with none succeeding, before
+// the connect phase gives up: a server that refused the first ten will
+// refuse the rest, and dialling them at -ramp could take minutes.
+const giveUpAfter = 10
+
 // connectAll dials every slot at the configured ramp, at most
 // DialConcurrency at a time, and returns when all dials have finished. It
-// stops early on ctx or at the open-file limit.
+// stops early on ctx, at the open-file limit, or once the first
+// giveUpAfter dials (all of them, if fewer) failed and none succeeded;
+// each dial takes at most DialTimeout, so that takes about as long.
 func (b *Bench) connectAll(ctx context.Context) {
+	// Dials in flight finish under ctx; phaseCtx only stops new ones.
+	phaseCtx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	hopeless := int64(min(giveUpAfter, len(b.slots)))
 	sem := make(chan struct{}, b.cfg.DialConcurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, s := range b.slots {
-		if b.fdLimit.Load() || ctx.Err() != nil {
+		if b.fdLimit.Load() || phaseCtx.Err() != nil {
 			break
 		}
 		// Dials in flight (len(sem)) hold a descriptor each, too.
@@ -220,15 +255,15 @@ func (b *Bench) connectAll(ctx context.Context) {
 		}
 		if b.cfg.Ramp > 0 {
 			at := start.Add(time.Duration(float64(i) / b.cfg.Ramp * float64(time.Second)))
-			if !sleepCtx(ctx, time.Until(at)) {
+			if !sleepCtx(phaseCtx, time.Until(at)) {
 				break
 			}
 		}
 		select {
 		case sem <- struct{}{}:
-		case <-ctx.Done():
+		case <-phaseCtx.Done():
 		}
-		if ctx.Err() != nil {
+		if phaseCtx.Err() != nil {
 			break
 		}
 		wg.Add(1)
@@ -237,6 +272,9 @@ func (b *Bench) connectAll(ctx context.Context) {
 			defer func() { <-sem }()
 			if err := b.dial(ctx, s); err != nil {
 				b.noteDialError(err)
+				if b.connOK.Load() == 0 && b.connFailed.Load() >= hopeless {
+					giveUp()
+				}
 				return
 			}
 			b.connOK.Add(1)
@@ -454,7 +492,8 @@ func numPacers(senders int) int {
 
 // run executes the whole benchmark and returns its report. Phases: connect,
 // wait for joins, warm up with senders running, measure for Duration,
-// drain, close. Cancelling ctx skips ahead to closing and still reports.
+// drain, close. Cancelling ctx skips ahead to closing and still reports;
+// so does a connect phase that opened no connection at all.
 func (b *Bench) run(ctx context.Context) (*Report, error) {
 	var err error
 	if b.fileLimit, err = raiseFileLimit(); err != nil {
@@ -485,11 +524,41 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	// Phase 1: connect. Senders wait, so that dials do not compete with
 	// traffic and every sender's room is full when it starts.
 	b.connectAll(ctx)
-	if b.cfg.Proto != protoRaw {
-		b.awaitJoins(ctx, b.cfg.DialTimeout)
+	var connsAtEnd int64
+	if b.connOK.Load() == 0 {
+		// Without a connection there is nothing to measure: waiting out
+		// warmup, window and drain would only delay the verdict.
+		b.log.Error(fmt.Sprintf("no connection opened; stopping without measuring. Is a server listening at %s?", b.base.Redacted()),
+			"failed", b.connFailed.Load(), "first_err", b.firstDialError())
+		srv.sample()
+		self.sample()
+	} else {
+		if b.cfg.Proto != protoRaw {
+			b.awaitJoins(ctx, b.cfg.DialTimeout)
+		}
+		b.log.Info("connected", "ok", b.connOK.Load(), "failed", b.connFailed.Load())
+		connsAtEnd = b.traffic(ctx, phase, &srv, &self)
 	}
-	b.log.Info("connected", "ok", b.connOK.Load(), "failed", b.connFailed.Load())
+	// A signal at any point so far cut a phase short.
+	interrupted := ctx.Err() != nil
+	close(stopSampler)
+	<-samplerDone
+	// The sampler is gone: this goroutine owns the timeline now.
+	if w := b.win.Load(); w != nil {
+		b.rec.tick(float64(time.Now().UnixNano()-w.start)/1e9, true)
+	}
 
+	// Phase 5: close politely, bounded, so the server sees normal closes and
+	// no goroutine of ours outlives run.
+	phase.Store("closing")
+	b.closeAll(b.cfg.CloseTimeout)
+	return b.report(srv, self, connsAtEnd, interrupted), nil
+}
+
+// traffic runs phases 2 to 4: it opens the window, runs the senders (and
+// churn) through warmup and measurement, then drains. It samples the
+// probes at the window's edges and returns the connections open at its end.
+func (b *Bench) traffic(ctx context.Context, phase *atomic.Value, srv, self *procProbe) int64 {
 	// Phase 2: fix the window before the first message leaves, so that
 	// senders and receivers classify every message the same way: by the
 	// send time in its marker.
@@ -499,7 +568,7 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 
 	stopSend := make(chan struct{})
 	var workers sync.WaitGroup
-	if n := numPacers(len(b.senders)); n > 0 && b.connOK.Load() > 0 {
+	if n := numPacers(len(b.senders)); n > 0 {
 		for p := range n {
 			var mine []*slot
 			for j := p; j < len(b.senders); j += n {
@@ -547,18 +616,7 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 			break
 		}
 	}
-	// A signal at any point so far cut a phase short.
-	interrupted := ctx.Err() != nil
-	close(stopSampler)
-	<-samplerDone
-	// The sampler is gone: this goroutine owns the timeline now.
-	b.rec.tick(time.Since(start).Seconds(), true)
-
-	// Phase 5: close politely, bounded, so the server sees normal closes and
-	// no goroutine of ours outlives run.
-	phase.Store("closing")
-	b.closeAll(b.cfg.CloseTimeout)
-	return b.report(srv, self, connsAtEnd, interrupted), nil
+	return connsAtEnd
 }
 
 // sample ticks the Recorder once a second until stop, and draws the

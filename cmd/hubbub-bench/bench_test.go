@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -467,6 +468,69 @@ func TestAllowRemote(t *testing.T) {
 			warned := strings.Contains(logs.String(), "only at servers you own")
 			if warned != tt.wantWarn || strings.Count(logs.String(), "\n") > 1 {
 				t.Errorf("%q logged %q; want the one-line warning: %v", tt.args, logs.String(), tt.wantWarn)
+			}
+		})
+	}
+}
+
+// closedPort returns a ws URL on a loopback port where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "ws://" + addr + "/ws"
+}
+
+// TestEarlyStop points the tool at servers nobody can connect to: it must
+// give up within seconds, not after warmup, window and drain (40 s here),
+// fail with exit code 1 and say what went wrong.
+func TestEarlyStop(t *testing.T) {
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "missing ticket: log in with POST /login", http.StatusUnauthorized)
+	}))
+	t.Cleanup(refusing.Close)
+	refusingURL := "ws" + strings.TrimPrefix(refusing.URL, "http") + "/ws"
+	long := []string{"-warmup", "5s", "-duration", "30s", "-drain", "5s"}
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr []string
+		wantStdout []string
+	}{
+		{name: "closed port", args: append([]string{"-url", closedPort(t), "-clients", "8"}, long...),
+			wantStderr: []string{"no connection opened", "connection refused"}, wantStdout: []string{"0 ok, 8 failed"}},
+		// Without giving up, 200 dials at 20/s would take 10 s.
+		{name: "closed port, ramped", args: append([]string{"-url", closedPort(t), "-clients", "200", "-ramp", "20"}, long...),
+			wantStderr: []string{"no connection opened", "connection refused"}, wantStdout: []string{"not attempted"}},
+		{name: "handshake refused", args: append([]string{"-url", refusingURL, "-clients", "30"}, long...),
+			wantStderr: []string{"no connection opened", "HTTP 401 Unauthorized: missing ticket: log in with POST /login)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			began := time.Now()
+			code := runMain(context.Background(), tt.args, &stdout, &stderr)
+			took := time.Since(began)
+			t.Log("stderr:\n" + stderr.String() + "stdout:\n" + stdout.String())
+			if took > 5*time.Second {
+				t.Errorf("took %v; want an early stop within 5s", took)
+			}
+			if code != exitFail {
+				t.Errorf("exit code %d; want %d", code, exitFail)
+			}
+			for _, want := range tt.wantStderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q", want)
+				}
+			}
+			for _, want := range tt.wantStdout {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout lacks %q", want)
+				}
 			}
 		})
 	}

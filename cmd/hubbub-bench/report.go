@@ -140,9 +140,7 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, interrupted bool) 
 		Timeline:      b.rec.timeline,
 		Interrupted:   interrupted,
 	}
-	b.mu.Lock()
-	r.FirstConnError = b.firstErr
-	b.mu.Unlock()
+	r.FirstConnError = b.firstDialError()
 	// Only own-shard deliveries have a matching expectation; see Received.
 	r.DeliveryRatio = ratio(r.Received, r.Expected)
 	r.Coalescing = ratio(r.Messages, r.MessageFrames)

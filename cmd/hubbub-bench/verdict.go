@@ -197,7 +197,7 @@ func completeCheck(r *Report) Check {
 		return c
 	}
 	c.Value, c.Pass = 1, true
-	c.Detail = "ran to the end"
+	c.Detail = "not interrupted"
 	return c
 }
 
