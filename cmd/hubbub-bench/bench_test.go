@@ -535,3 +535,45 @@ func TestEarlyStop(t *testing.T) {
 		})
 	}
 }
+
+// TestHelp asks for help in every spelling: it must exit 0, print the
+// scenarios, the exit codes and the flags on stdout, and nothing on stderr.
+// A flag that does not exist is a usage error pointing at -h.
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		args       []string
+		want       int
+		wantStdout []string
+		wantStderr string
+	}{
+		{args: []string{"-h"}, want: exitPass},
+		{args: []string{"-help"}, want: exitPass},
+		{args: []string{"--help"}, want: exitPass},
+		{args: []string{"-clients", "5", "-h"}, want: exitPass},
+		{args: []string{"-nope"}, want: exitUsage, wantStderr: "-h lists scenarios and flags"},
+		{args: []string{"fanout"}, want: exitUsage, wantStderr: "takes only flags"},
+	}
+	sections := []string{"Scenarios", "fanout", "rooms", "idle", "churn", "Exit status", "0  every check passed",
+		"1  a check failed", "2  bad flags", "-max-conn-failures N", "-min-delivery", "-max-p99", "-allow-remote", "-url"}
+	for _, tt := range tests {
+		var stdout, stderr strings.Builder
+		got := runMain(context.Background(), tt.args, &stdout, &stderr)
+		if got != tt.want {
+			t.Errorf("runMain(%q) = %d; want %d (stderr %q)", tt.args, got, tt.want, stderr.String())
+		}
+		if tt.want != exitPass {
+			if !strings.Contains(stderr.String(), tt.wantStderr) || stdout.Len() != 0 {
+				t.Errorf("runMain(%q): stderr %q, stdout %q; want %q on stderr only", tt.args, stderr.String(), stdout.String(), tt.wantStderr)
+			}
+			continue
+		}
+		if stderr.Len() != 0 {
+			t.Errorf("runMain(%q) wrote %q on stderr; want nothing", tt.args, stderr.String())
+		}
+		for _, want := range sections {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("runMain(%q) help lacks %q", tt.args, want)
+			}
+		}
+	}
+}

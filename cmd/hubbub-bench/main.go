@@ -12,6 +12,9 @@
 //
 //	go run ./cmd/hubbub-bench [flags]
 //
+// -h (or -help) prints the scenarios, the exit codes and every flag on
+// stdout and exits 0.
+//
 // Every message carries its own id and send time in the chat text:
 //
 //	hb1 <sender>-<seq> <unixnano> xxxxxxxx…   (padded to -size bytes)
@@ -168,6 +171,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -205,14 +209,52 @@ type options struct {
 	cpuProfile string
 }
 
-// parseArgs reads the command line into options. The flag package writes
-// its usage to stderr.
-func parseArgs(args []string, stderr io.Writer) (*options, error) {
+// helpText is the head of -h: what the tool does, its scenarios and its
+// exit codes. The flag list follows it.
+const helpText = `Usage: hubbub-bench [flags]
+
+hubbub-bench loads a WebSocket chat server with many client connections,
+measures which messages arrive and how late, and reports. The target must be
+loopback unless -allow-remote is given. More: go doc ./cmd/hubbub-bench
+
+Scenarios (-scenario):
+  fanout  all -clients in one room; the first -senders send -rate messages
+          per second each, and every message goes to every client: the cost
+          of broadcast. The default.
+  rooms   -clients spread round robin over -rooms rooms (default 10); the
+          first -senders of each room send: routing many small rooms.
+  idle    hold -clients connections for -duration and send nothing; with
+          -server-pid, the server's RSS growth per connection.
+  churn   like rooms (default one room), while -churn-rate times a second a
+          non-sending client hangs up and reconnects under a new name; the
+          unexpected closes are the main result.
+
+Examples:
+  hubbub-bench -scenario fanout -clients 1000 -senders 10 -rate 10 -duration 30s
+  hubbub-bench -scenario rooms -clients 5000 -rooms 100 -senders 2 -rate 5
+  hubbub-bench -scenario idle -clients 10000 -ramp 2000 -server-pid $(pgrep -n hubbub)
+  hubbub-bench -scenario churn -clients 500 -senders 5 -rate 10 -churn-rate 50
+  hubbub-bench -min-delivery 1 -max-p99 50ms    (exit 1 if a message was lost or p99 > 50 ms)
+
+Exit status:
+  0  every check passed
+  1  a check failed: -max-conn-failures, -min-delivery, -max-p99, or the run
+     was interrupted; the report says which
+  2  bad flags, or the run could not be set up or reported
+
+Flags:
+`
+
+// parseArgs reads the command line into options. For -h or -help it
+// writes the help to help and returns flag.ErrHelp. Other flag errors are
+// returned, not printed, so that main prints each problem once.
+func parseArgs(args []string, help io.Writer) (*options, error) {
 	o := &options{cfg: defaultConfig()}
 	cfg := &o.cfg
 	fs := flag.NewFlagSet("hubbub-bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "fanout, rooms, idle or churn")
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&cfg.Scenario, "scenario", cfg.Scenario, "fanout, rooms, idle or churn (see Scenarios above)")
 	fs.StringVar(&cfg.URL, "url", cfg.URL, "WebSocket endpoint (loopback unless -allow-remote)")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a -url and -source-ips other than loopback: only for servers you own")
 	fs.StringVar(&cfg.Proto, "proto", cfg.Proto, "client protocol: hubbub, raw (plain text relay) or centrifugo (Centrifugo's JSON protocol)")
@@ -233,8 +275,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid: report its RSS per connection and CPU%")
 	fs.StringVar(&cfg.Ticket, "ticket", "", "add ticket=VALUE to the URL query")
 	fs.Var(&cfg.Thresholds.MaxConnFailures, "max-conn-failures",
-		"connection failures that still pass: failed dials (churn redials too), planned connections never dialled "+
-			"and unexpected closes; a count, or a percentage of this shard's clients such as 1%; negative: no limit")
+		"at most `N` connection failures pass, or N% of this shard's clients (negative: no limit). "+
+			"Failures are failed dials (churn redials too), planned connections never dialled and unexpected closes")
 	fs.Float64Var(&cfg.Thresholds.MinDelivery, "min-delivery", cfg.Thresholds.MinDelivery, "lowest delivery ratio that passes, up to 1 (0: not checked)")
 	fs.DurationVar(&cfg.Thresholds.MaxP99, "max-p99", cfg.Thresholds.MaxP99, "highest p99 latency that passes, e.g. 50ms (0: not checked)")
 	var headers headerFlag
@@ -245,10 +287,16 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file (is the generator the bottleneck?)")
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(help, helpText)
+			fs.SetOutput(help)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (hubbub-bench -h lists scenarios and flags)", err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return nil, fmt.Errorf("unexpected arguments %q: hubbub-bench takes only flags (-h lists them)", fs.Args())
 	}
 	var err error
 	if *sourceIPs != "" {
@@ -267,7 +315,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 // the report(s). A run that fails a check returns failedChecks after the
 // reports are written.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseArgs(args, stderr)
+	o, err := parseArgs(args, stdout)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"strconv"
@@ -226,11 +227,12 @@ func (f failedChecks) Error() string {
 	return "FAIL: " + strings.Join(parts, "; ")
 }
 
-// exitCode maps run's result to the tool's exit code.
+// exitCode maps run's result to the tool's exit code. Help that was asked
+// for is a success.
 func exitCode(err error) int {
 	var failed failedChecks
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitPass
 	case errors.As(err, &failed):
 		return exitFail
