@@ -34,6 +34,7 @@ type Bench struct {
 	cfg     Config
 	log     *slog.Logger
 	base    *url.URL
+	auth    *auth
 	dialers []*websocket.Dialer
 	rec     *Recorder
 	rooms   []*room
@@ -79,11 +80,16 @@ func newBench(cfg Config, log *slog.Logger) (*Bench, error) {
 		cfg:     cfg,
 		log:     log,
 		base:    base,
+		auth:    newAuth(&cfg, base),
 		dialers: newDialers(&cfg),
 		rec:     newRecorder(),
 		live:    map[*client]struct{}{},
 	}
 	b.rooms, b.slots = planSlots(&cfg)
+	if cfg.Ticket != "" && cfg.Proto == protoHubbub && (len(b.slots) > 1 || cfg.Scenario == scenarioChurn) {
+		log.Warn("-ticket: a hubbub login ticket lets one connection in, and the others will be refused; " +
+			"-login user:password fetches one per connection, -jwt-secret mints one")
+	}
 	for _, s := range b.slots {
 		if s.sender {
 			b.senders = append(b.senders, s)
@@ -135,14 +141,24 @@ func planSlots(cfg *Config) ([]*room, []*slot) {
 func (b *Bench) dial(ctx context.Context, s *slot) error {
 	name := fmt.Sprintf("hb%d-%d", s.idx, s.gen)
 	s.gen++
-	u := b.cfg.clientURL(b.base, s.room.name, name)
+	ticket, err := b.auth.credential(ctx, name)
+	if err != nil {
+		return err
+	}
+	u := b.cfg.clientURL(b.base, s.room.name, name, ticket)
+	// Errors show the URL without the credential: tickets and tokens must
+	// not end up in logs and reports.
+	shown := u
+	if ticket != "" {
+		shown = b.cfg.clientURL(b.base, s.room.name, name, "REDACTED")
+	}
 	d := b.dialers[s.idx%len(b.dialers)]
 	conn, resp, err := d.DialContext(ctx, u, b.cfg.Header)
 	if err != nil {
 		if resp != nil {
-			return fmt.Errorf("dial %s: %w (HTTP %s%s)", u, err, resp.Status, bodyHint(resp.Body))
+			return fmt.Errorf("dial %s: %w (HTTP %s%s)", shown, err, resp.Status, bodyHint(resp.Body))
 		}
-		return fmt.Errorf("dial %s: %w", u, err)
+		return fmt.Errorf("dial %s: %w", shown, err)
 	}
 	conn.SetReadLimit(readLimit)
 	c := &client{slot: s, conn: conn, done: make(chan struct{})}
@@ -152,7 +168,7 @@ func (b *Bench) dial(ctx context.Context, s *slot) error {
 		c.cmdID.Store(centrifugoSubscribeID)
 		if err := c.write(centrifugoConnect); err != nil {
 			conn.Close()
-			return fmt.Errorf("centrifugo connect command to %s: %w", u, err)
+			return fmt.Errorf("centrifugo connect command to %s: %w", shown, err)
 		}
 	}
 	b.mu.Lock()
@@ -528,7 +544,7 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	if b.connOK.Load() == 0 {
 		// Without a connection there is nothing to measure: waiting out
 		// warmup, window and drain would only delay the verdict.
-		b.log.Error(fmt.Sprintf("no connection opened; stopping without measuring. Is a server listening at %s?", b.base.Redacted()),
+		b.log.Error("no connection opened, so there is nothing to measure; stopping", "url", b.base.Redacted(),
 			"failed", b.connFailed.Load(), "first_err", b.firstDialError())
 		srv.sample()
 		self.sample()
@@ -552,6 +568,7 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	// no goroutine of ours outlives run.
 	phase.Store("closing")
 	b.closeAll(b.cfg.CloseTimeout)
+	b.auth.close()
 	return b.report(srv, self, connsAtEnd, interrupted), nil
 }
 

@@ -423,6 +423,13 @@ func TestRunFlags(t *testing.T) {
 		{[]string{"-senders", "0"}, "-senders"},
 		{[]string{"-proto", "mqtt"}, "unknown protocol"},
 		{[]string{"-raw", "-proto", "centrifugo"}, "conflicts"},
+		{[]string{"-login", "alice"}, "want user:password"},
+		{[]string{"-login", ":pw"}, "want user:password"},
+		{[]string{"-login", "a:b", "-jwt-secret", "k"}, "give only one"},
+		{[]string{"-ticket", "t", "-jwt-secret", "k"}, "give only one"},
+		{[]string{"-login", "a:b", "-proto", "raw"}, "hubbub's auth"},
+		{[]string{"-jwt-secret", "k", "-proto", "centrifugo"}, "hubbub's auth"},
+		{[]string{"-jwt-secret", "k", "-header", "Authorization: Bearer x"}, "override"},
 	}
 	for _, tt := range tests {
 		var out, errb strings.Builder

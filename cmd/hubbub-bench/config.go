@@ -111,8 +111,20 @@ type Config struct {
 	// ServerPID, if not 0, is the server process whose RSS and CPU time are
 	// read from /proc. Default 0.
 	ServerPID int
-	// Ticket, if set, is added as the ticket= query parameter. Default "".
+	// Ticket, if set, is added as the ticket= query parameter of every
+	// connection. A hubbub login ticket is single-use, so only the first
+	// connection gets in with it; LoginUser gets one per connection.
+	// Default "".
 	Ticket string
+	// LoginUser and LoginPassword, if set, log every connection in with
+	// POST /login on the target's host just before it dials, and put the
+	// single-use ticket that returns in ticket=. Proto hubbub only.
+	// Default "" (no login).
+	LoginUser, LoginPassword string
+	// JWTSecret, if set, signs an HS256 token per connection with sub set
+	// to the connection's name (unique per connection) and exp five
+	// minutes ahead, and puts it in ticket=. Proto hubbub only. Default "".
+	JWTSecret string
 	// Header holds extra handshake headers (e.g. Authorization). Default none.
 	Header http.Header
 	// Shard is this process's part of the client index space. Default 0/1.
@@ -214,6 +226,9 @@ func (c *Config) normalize() error {
 	if err := c.Thresholds.check(c.Scenario); err != nil {
 		return err
 	}
+	if err := c.checkAuth(); err != nil {
+		return err
+	}
 	if c.Warmup < 0 || c.Drain < 0 || c.Ramp < 0 {
 		return errors.New("-warmup, -drain and -ramp must not be negative")
 	}
@@ -265,6 +280,37 @@ func (c *Config) normalizeProto() error {
 		return fmt.Errorf("unknown protocol %q (want hubbub, raw or centrifugo)", c.Proto)
 	}
 	c.Raw = c.Proto == protoRaw
+	return nil
+}
+
+// checkAuth refuses credentials that cannot work together: only one way
+// to fill ticket=, only for hubbub (whose /login and tokens they are), and
+// no Authorization header, which hubbub reads before ticket=.
+func (c *Config) checkAuth() error {
+	ways := 0
+	for _, set := range []bool{c.Ticket != "", c.LoginUser != "" || c.LoginPassword != "", c.JWTSecret != ""} {
+		if set {
+			ways++
+		}
+	}
+	if ways == 0 {
+		return nil
+	}
+	if ways > 1 {
+		return errors.New("-ticket, -login and -jwt-secret each fill ticket=; give only one")
+	}
+	if c.Ticket != "" {
+		return nil
+	}
+	if c.LoginUser != "" && c.LoginPassword == "" || c.LoginUser == "" && c.LoginPassword != "" {
+		return errors.New("-login needs both a user and a password: -login user:password")
+	}
+	if c.Proto != protoHubbub {
+		return fmt.Errorf("-login and -jwt-secret speak hubbub's auth; -proto %s has none", c.Proto)
+	}
+	if c.Header.Get("Authorization") != "" {
+		return errors.New("-header Authorization would override the ticket that -login or -jwt-secret puts in ticket=; drop one")
+	}
 	return nil
 }
 
@@ -331,8 +377,9 @@ func isLoopbackHost(host string) bool {
 
 // clientURL is the dial URL for one client. For Proto hubbub it carries
 // hubbub's room, name and format parameters; the other protocols get none
-// (Centrifugo names the room in its subscribe command instead).
-func (c *Config) clientURL(base *url.URL, room, name string) string {
+// (Centrifugo names the room in its subscribe command instead). A ticket,
+// if not "", goes in ticket=.
+func (c *Config) clientURL(base *url.URL, room, name, ticket string) string {
 	u := *base
 	q := u.Query()
 	if c.Proto == protoHubbub {
@@ -340,8 +387,8 @@ func (c *Config) clientURL(base *url.URL, room, name string) string {
 		q.Set("name", name)
 		q.Set("format", c.Format)
 	}
-	if c.Ticket != "" {
-		q.Set("ticket", c.Ticket)
+	if ticket != "" {
+		q.Set("ticket", ticket)
 	}
 	u.RawQuery = q.Encode()
 	return u.String()

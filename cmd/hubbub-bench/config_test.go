@@ -190,6 +190,10 @@ func TestNormalize(t *testing.T) {
 		{"raw and proto raw", func(c *Config) { c.Proto = protoRaw; c.Raw = true }, ""},
 		{"raw conflicts with centrifugo", func(c *Config) { c.Proto = protoCentrifugo; c.Raw = true }, "conflicts"},
 		{"unknown proto", func(c *Config) { c.Proto = "mqtt" }, "unknown protocol"},
+		{"login", func(c *Config) { c.LoginUser, c.LoginPassword = "u", "p" }, ""},
+		{"login without password", func(c *Config) { c.LoginUser = "u" }, "both a user and a password"},
+		{"ticket with raw", func(c *Config) { c.Ticket, c.Proto = "t", protoRaw }, ""},
+		{"jwt with raw", func(c *Config) { c.JWTSecret, c.Proto = "k", protoRaw }, "hubbub's auth"},
 		{"thresholds", func(c *Config) { c.Thresholds = Thresholds{MinDelivery: 1, MaxP99: time.Second} }, ""},
 		{"min delivery above 1", func(c *Config) { c.Thresholds.MinDelivery = 1.01 }, "-min-delivery"},
 		{"negative p99", func(c *Config) { c.Thresholds.MaxP99 = -time.Millisecond }, "-max-p99"},
@@ -243,7 +247,7 @@ func TestClientURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := url.Parse(cfg.clientURL(base, "r1", "n1"))
+		got, err := url.Parse(cfg.clientURL(base, "r1", "n1", tt.ticket))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -100,6 +100,28 @@
 //
 //	go run ./cmd/hubbub-bench -proto centrifugo -url ws://127.0.0.1:8000/connection/websocket -clients 200 -senders 5 -rate 10 -duration 5s
 //
+// # Logging in
+//
+// Against hubbub started with -auth login, -login user:password makes
+// every connection, churn's redials included, POST {"username","password"}
+// to /login on the target's host (http for ws, https for wss) just before
+// it dials, and put the single-use ticket it gets in ticket=. A single
+// -ticket lets one connection in, as the server refuses it the second
+// time. Each login costs the server a bcrypt check (tens of milliseconds
+// of CPU at the default cost), so connecting is slower than for guests;
+// a users file hashed with hubbub hash-password -cost 4 keeps that small.
+// All connections are the same user, so hubbub gives all but one of them
+// a free variant of the name and says so with a name_taken event, which
+// the report counts under server errors.
+//
+// Against -auth jwt, -jwt-secret KEY (the server's secret) mints an HS256
+// token per connection with sub set to the client's name (hb<index>-<n>,
+// unique per connection) and exp five minutes ahead, and puts it in
+// ticket=. Tickets and tokens are left out of every error and report.
+//
+//	go run ./cmd/hubbub-bench -login bench:secret -clients 200 -ramp 100
+//	go run ./cmd/hubbub-bench -jwt-secret "$HUBBUB_JWT_SECRET" -clients 1000
+//
 // # Scaling
 //
 // One process keeps a goroutine, a socket and its read buffer (-read-buffer)
@@ -160,7 +182,9 @@
 //	-max-conn-failures N|P%            connection failures that pass (0); negative: no limit
 //	-min-delivery R                    lowest delivery ratio that passes (0: off)
 //	-max-p99 D                         highest p99 latency that passes (0: off)
-//	-ticket T                          add ticket=T to the URL
+//	-ticket T                          add ticket=T to every URL (a hubbub ticket lets one connection in)
+//	-login user:password               a ticket per connection from POST /login
+//	-jwt-secret KEY                    an HS256 token per connection, sub = client name
 //	-header "Name: value"              extra handshake header, repeatable
 //	-shard i/n                         take every n-th client index from i (0/1)
 //	-json                              JSON report on stdout
@@ -179,6 +203,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"golang.org/x/term"
@@ -273,7 +298,9 @@ func parseArgs(args []string, help io.Writer) (*options, error) {
 	sourceIPs := fs.String("source-ips", "", "source addresses, e.g. 127.0.0.1-127.0.0.8 (loopback unless -allow-remote)")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", 0, "read buffer per connection in bytes (default 512 for idle, 16384 otherwise)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid: report its RSS per connection and CPU%")
-	fs.StringVar(&cfg.Ticket, "ticket", "", "add ticket=VALUE to the URL query")
+	fs.StringVar(&cfg.Ticket, "ticket", "", "add ticket=VALUE to every connection's URL (a hubbub login ticket works once: see -login)")
+	login := fs.String("login", "", "`user:password`: log each connection in with POST /login for its own single-use ticket")
+	fs.StringVar(&cfg.JWTSecret, "jwt-secret", "", "mint an HS256 token per connection with this `key` (the server's -jwt-secret), sub = the client's name")
 	fs.Var(&cfg.Thresholds.MaxConnFailures, "max-conn-failures",
 		"at most `N` connection failures pass, or N% of this shard's clients (negative: no limit). "+
 			"Failures are failed dials (churn redials too), planned connections never dialled and unexpected closes")
@@ -306,6 +333,13 @@ func parseArgs(args []string, help io.Writer) (*options, error) {
 	}
 	if cfg.Shard, err = parseShard(*shard); err != nil {
 		return nil, err
+	}
+	if *login != "" {
+		var ok bool
+		cfg.LoginUser, cfg.LoginPassword, ok = strings.Cut(*login, ":")
+		if !ok || cfg.LoginUser == "" || cfg.LoginPassword == "" {
+			return nil, errors.New("-login: want user:password")
+		}
 	}
 	cfg.Header = headers.h
 	return o, nil
