@@ -527,14 +527,16 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	srv.sample()
 	self.sample()
 
-	// The sampler owns the Recorder's timeline until it is told to stop.
+	// The sampler owns the Recorder's timeline and procs until it is told
+	// to stop.
+	procs := newProcTimeline(b.cfg.ServerPID, time.Now())
 	phase := &atomic.Value{}
 	phase.Store("connecting")
 	stopSampler := make(chan struct{})
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
-		b.sample(stopSampler, phase)
+		b.sample(stopSampler, phase, procs)
 	}()
 
 	// Phase 1: connect. Senders wait, so that dials do not compete with
@@ -559,17 +561,18 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	interrupted := ctx.Err() != nil
 	close(stopSampler)
 	<-samplerDone
-	// The sampler is gone: this goroutine owns the timeline now.
+	// The sampler is gone: this goroutine owns the timelines now.
 	if w := b.win.Load(); w != nil {
 		b.rec.tick(float64(time.Now().UnixNano()-w.start)/1e9, true)
 	}
+	procs.tick(time.Now())
 
 	// Phase 5: close politely, bounded, so the server sees normal closes and
 	// no goroutine of ours outlives run.
 	phase.Store("closing")
 	b.closeAll(b.cfg.CloseTimeout)
 	b.auth.close()
-	return b.report(srv, self, connsAtEnd, interrupted), nil
+	return b.report(srv, self, procs, connsAtEnd, interrupted), nil
 }
 
 // traffic runs phases 2 to 4: it opens the window, runs the senders (and
@@ -636,9 +639,9 @@ func (b *Bench) traffic(ctx context.Context, phase *atomic.Value, srv, self *pro
 	return connsAtEnd
 }
 
-// sample ticks the Recorder once a second until stop, and draws the
-// progress line if cfg.Progress is set. It runs in its own goroutine.
-func (b *Bench) sample(stop <-chan struct{}, phase *atomic.Value) {
+// sample ticks the Recorder and procs once a second until stop, and draws
+// the progress line if cfg.Progress is set. It runs in its own goroutine.
+func (b *Bench) sample(stop <-chan struct{}, phase *atomic.Value, procs *procTimeline) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastMarkers int64
@@ -657,6 +660,7 @@ func (b *Bench) sample(stop <-chan struct{}, phase *atomic.Value) {
 				t = float64(now.UnixNano()-w.start) / 1e9
 			}
 			p := b.rec.tick(t, inWindow)
+			procs.tick(now)
 			m := b.rec.markers.Load()
 			if b.cfg.Progress != nil {
 				fmt.Fprintf(b.cfg.Progress, "\r%-10s conns %d/%d failed %d | deliveries/s %d | p99 %.2fms (1s) %.2fms (so far)\x1b[K",

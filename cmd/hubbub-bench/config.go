@@ -147,6 +147,9 @@ type Config struct {
 	// Thresholds decide whether the run passes; each field states its
 	// default.
 	Thresholds Thresholds
+	// Args is the command line as the report's metadata shows it, secrets
+	// redacted; parseArgs sets it. Default none.
+	Args []string
 }
 
 // defaultConfig returns a Config with every default from the field docs.

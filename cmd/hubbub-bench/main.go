@@ -46,7 +46,12 @@
 // refuses anything else unless -allow-remote is given, and then warns that
 // it must only be pointed at servers you own. Output is a human-readable
 // report on stdout, or JSON with -json. On a terminal, a progress line is
-// redrawn on stderr each second.
+// redrawn on stderr each second. -report out.html also writes a page that
+// needs no network: the run's metadata (tool version, start time, flags
+// with secrets redacted, target), the verdict, and inline SVG charts of
+// latency and deliveries per second, the latency distribution by
+// percentile, and the server's (with -server-pid) and the tool's CPU and
+// RSS over the whole run.
 //
 // # Scenarios
 //
@@ -188,7 +193,7 @@
 //	-header "Name: value"              extra handshake header, repeatable
 //	-shard i/n                         take every n-th client index from i (0/1)
 //	-json                              JSON report on stdout
-//	-report out.html                   self-contained HTML chart of the run
+//	-report out.html                   self-contained HTML page: metadata, verdict, charts
 //	-v                                 debug logging
 //	-cpuprofile FILE                   the tool's own CPU profile: is it the bottleneck?
 package main
@@ -200,14 +205,44 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 
 	"golang.org/x/term"
 )
+
+// version is stamped at build time with -ldflags "-X main.version=…", as
+// for hubbub itself.
+var version = "dev"
+
+// toolVersion is version plus the VCS revision go build recorded, if it
+// did (go run and go test record none), for the report's metadata.
+func toolVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = ", modified"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	return version + " (" + rev[:min(12, len(rev))] + dirty + ")"
+}
 
 func main() {
 	os.Exit(runMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
@@ -310,7 +345,7 @@ func parseArgs(args []string, help io.Writer) (*options, error) {
 	fs.Var(&headers, "header", `extra handshake header "Name: value" (repeatable)`)
 	shard := fs.String("shard", "0/1", "run as shard i of n: take every n-th client index")
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
-	fs.StringVar(&o.htmlOut, "report", "", "write an HTML chart of the run to this file")
+	fs.StringVar(&o.htmlOut, "report", "", "write an HTML page of the run to this file: metadata, verdict, latency, CPU and RSS charts")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file (is the generator the bottleneck?)")
 	if err := fs.Parse(args); err != nil {
@@ -342,7 +377,32 @@ func parseArgs(args []string, help io.Writer) (*options, error) {
 		}
 	}
 	cfg.Header = headers.h
+	cfg.Args = reportedArgs(fs, headers.h)
 	return o, nil
+}
+
+// reportedArgs lists the flags that were set, in name order, as the
+// report's metadata shows them: passwords, tickets, keys and header values
+// are replaced by REDACTED, since reports get shared.
+func reportedArgs(fs *flag.FlagSet, headers http.Header) []string {
+	out := []string{}
+	fs.Visit(func(f *flag.Flag) {
+		v := f.Value.String()
+		switch f.Name {
+		case "login":
+			user, _, _ := strings.Cut(v, ":")
+			v = user + ":REDACTED"
+		case "jwt-secret", "ticket":
+			v = "REDACTED"
+		case "header":
+			for _, name := range slices.Sorted(maps.Keys(headers)) {
+				out = append(out, "-header="+name+": REDACTED")
+			}
+			return
+		}
+		out = append(out, "-"+f.Name+"="+v)
+	})
+	return out
 }
 
 // run parses args, runs the benchmark until done or interrupted, and writes
