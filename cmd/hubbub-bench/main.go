@@ -207,6 +207,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -394,6 +395,11 @@ func reportedArgs(fs *flag.FlagSet, headers http.Header) []string {
 			v = user + ":REDACTED"
 		case "jwt-secret", "ticket":
 			v = "REDACTED"
+		case "url":
+			// A password in the URL's userinfo, should there be one.
+			if u, err := url.Parse(v); err == nil {
+				v = u.Redacted()
+			}
 		case "header":
 			for _, name := range slices.Sorted(maps.Keys(headers)) {
 				out = append(out, "-header="+name+": REDACTED")

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -436,6 +438,35 @@ func TestReportFile(t *testing.T) {
 	for id, want := range map[string]int{"distribution": 1, "cpu": 2, "rss": 2} {
 		if n := strings.Count(chartSVG(page, id), "<polyline"); n != want {
 			t.Errorf("chart %s has %d lines; want %d", id, n, want)
+		}
+	}
+}
+
+// TestReportedArgs checks what the report's metadata shows of a command
+// line: every flag that was set, and no secret.
+func TestReportedArgs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{}},
+		{[]string{"-clients", "5", "-json"}, []string{"-clients=5", "-json=true"}},
+		{[]string{"-login", "bench:pa:ss"}, []string{"-login=bench:REDACTED"}},
+		{[]string{"-jwt-secret", "k3y"}, []string{"-jwt-secret=REDACTED"}},
+		{[]string{"-ticket", "t1ck"}, []string{"-ticket=REDACTED"}},
+		{[]string{"-header", "X-B: 1", "-header", "Authorization: Bearer t0k"},
+			[]string{"-header=Authorization: REDACTED", "-header=X-B: REDACTED"}},
+		{[]string{"-url", "ws://u:pw@127.0.0.1:1/ws"}, []string{"-url=ws://u:xxxxx@127.0.0.1:1/ws"}},
+		{[]string{"-max-conn-failures", "1%", "-max-p99", "50ms"}, []string{"-max-conn-failures=1%", "-max-p99=50ms"}},
+	}
+	for _, tt := range tests {
+		o, err := parseArgs(tt.args, io.Discard)
+		if err != nil {
+			t.Errorf("parseArgs(%q): %v", tt.args, err)
+			continue
+		}
+		if !slices.Equal(o.cfg.Args, tt.want) {
+			t.Errorf("parseArgs(%q) reports %q; want %q", tt.args, o.cfg.Args, tt.want)
 		}
 	}
 }
