@@ -38,9 +38,9 @@
 //
 // When nothing connects, the run stops early: the connect phase gives up
 // once its first 10 dials (or all, if fewer) have failed with none
-// succeeding, which takes at most about the 10 s dial timeout, and without
-// a connection the tool skips warmup, window and drain, reports the first
-// dial error and exits 1.
+// succeeding, instead of pacing the rest into the same refusal (a dial
+// fails within the 10 s dial timeout), and without a connection the tool
+// skips warmup, window and drain, reports the first dial error and exits 1.
 //
 // The target must be loopback (127.0.0.0/8, ::1 or localhost); the tool
 // refuses anything else unless -allow-remote is given, and then warns that
