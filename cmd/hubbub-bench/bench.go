@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,7 @@ type Bench struct {
 	cfg     Config
 	log     *slog.Logger
 	base    *url.URL
+	auth    *auth
 	dialers []*websocket.Dialer
 	rec     *Recorder
 	rooms   []*room
@@ -69,15 +72,24 @@ func newBench(cfg Config, log *slog.Logger) (*Bench, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !isLoopbackHost(base.Hostname()) {
+		// normalize let it through, so AllowRemote is set.
+		log.Warn(fmt.Sprintf("-allow-remote: %s is not loopback; point hubbub-bench only at servers you own", base.Hostname()))
+	}
 	b := &Bench{
 		cfg:     cfg,
 		log:     log,
 		base:    base,
+		auth:    newAuth(&cfg, base),
 		dialers: newDialers(&cfg),
 		rec:     newRecorder(),
 		live:    map[*client]struct{}{},
 	}
 	b.rooms, b.slots = planSlots(&cfg)
+	if cfg.Ticket != "" && cfg.Proto == protoHubbub && (len(b.slots) > 1 || cfg.Scenario == scenarioChurn) {
+		log.Warn("-ticket: a hubbub login ticket lets one connection in, and the others will be refused; " +
+			"-login user:password fetches one per connection, -jwt-secret mints one")
+	}
 	for _, s := range b.slots {
 		if s.sender {
 			b.senders = append(b.senders, s)
@@ -129,14 +141,24 @@ func planSlots(cfg *Config) ([]*room, []*slot) {
 func (b *Bench) dial(ctx context.Context, s *slot) error {
 	name := fmt.Sprintf("hb%d-%d", s.idx, s.gen)
 	s.gen++
-	u := b.cfg.clientURL(b.base, s.room.name, name)
+	ticket, err := b.auth.credential(ctx, name)
+	if err != nil {
+		return err
+	}
+	u := b.cfg.clientURL(b.base, s.room.name, name, ticket)
+	// Errors show the URL without the credential: tickets and tokens must
+	// not end up in logs and reports.
+	shown := u
+	if ticket != "" {
+		shown = b.cfg.clientURL(b.base, s.room.name, name, "REDACTED")
+	}
 	d := b.dialers[s.idx%len(b.dialers)]
 	conn, resp, err := d.DialContext(ctx, u, b.cfg.Header)
 	if err != nil {
 		if resp != nil {
-			return fmt.Errorf("dial %s: %w (HTTP %s)", u, err, resp.Status)
+			return fmt.Errorf("dial %s: %w (HTTP %s%s)", shown, err, resp.Status, bodyHint(resp.Body))
 		}
-		return fmt.Errorf("dial %s: %w", u, err)
+		return fmt.Errorf("dial %s: %w", shown, err)
 	}
 	conn.SetReadLimit(readLimit)
 	c := &client{slot: s, conn: conn, done: make(chan struct{})}
@@ -146,7 +168,7 @@ func (b *Bench) dial(ctx context.Context, s *slot) error {
 		c.cmdID.Store(centrifugoSubscribeID)
 		if err := c.write(centrifugoConnect); err != nil {
 			conn.Close()
-			return fmt.Errorf("centrifugo connect command to %s: %w", u, err)
+			return fmt.Errorf("centrifugo connect command to %s: %w", shown, err)
 		}
 	}
 	b.mu.Lock()
@@ -161,6 +183,21 @@ func (b *Bench) dial(ctx context.Context, s *slot) error {
 	b.readers.Add(1)
 	go b.readLoop(c)
 	return nil
+}
+
+// bodyHint is ": " and the first line of an HTTP error body (at most 200
+// bytes), or "" if there is none. Servers say there why they refused, e.g.
+// hubbub's "ticket unknown, expired or already used".
+func bodyHint(body io.Reader) string {
+	if body == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(body, 200))
+	line, _, _ := strings.Cut(string(b), "\n")
+	if line = strings.TrimSpace(line); line == "" {
+		return ""
+	}
+	return ": " + line
 }
 
 // unregister forgets c once its reader has ended.
@@ -186,6 +223,13 @@ func (b *Bench) noteDialError(err error) {
 	}
 }
 
+// firstDialError is the first failed dial's error, or "".
+func (b *Bench) firstDialError() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.firstErr
+}
+
 // fdReserve is how many descriptors the connect phase leaves free: the
 // tool still needs a few for /proc reads, the report file and the runtime.
 const fdReserve = 32
@@ -198,15 +242,26 @@ func (b *Bench) stopAtFileLimit(err error) {
 	}
 }
 
+// giveUpAfter is how many dials must fail, with none succeeding, before
+// the connect phase gives up: a server that refused the first ten will
+// refuse the rest, and dialling them at -ramp could take minutes.
+const giveUpAfter = 10
+
 // connectAll dials every slot at the configured ramp, at most
 // DialConcurrency at a time, and returns when all dials have finished. It
-// stops early on ctx or at the open-file limit.
+// stops early on ctx, at the open-file limit, or once the first
+// giveUpAfter dials (all of them, if fewer) failed and none succeeded;
+// each dial takes at most DialTimeout, so that takes about as long.
 func (b *Bench) connectAll(ctx context.Context) {
+	// Dials in flight finish under ctx; phaseCtx only stops new ones.
+	phaseCtx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	hopeless := int64(min(giveUpAfter, len(b.slots)))
 	sem := make(chan struct{}, b.cfg.DialConcurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, s := range b.slots {
-		if b.fdLimit.Load() || ctx.Err() != nil {
+		if b.fdLimit.Load() || phaseCtx.Err() != nil {
 			break
 		}
 		// Dials in flight (len(sem)) hold a descriptor each, too.
@@ -216,15 +271,15 @@ func (b *Bench) connectAll(ctx context.Context) {
 		}
 		if b.cfg.Ramp > 0 {
 			at := start.Add(time.Duration(float64(i) / b.cfg.Ramp * float64(time.Second)))
-			if !sleepCtx(ctx, time.Until(at)) {
+			if !sleepCtx(phaseCtx, time.Until(at)) {
 				break
 			}
 		}
 		select {
 		case sem <- struct{}{}:
-		case <-ctx.Done():
+		case <-phaseCtx.Done():
 		}
-		if ctx.Err() != nil {
+		if phaseCtx.Err() != nil {
 			break
 		}
 		wg.Add(1)
@@ -233,6 +288,9 @@ func (b *Bench) connectAll(ctx context.Context) {
 			defer func() { <-sem }()
 			if err := b.dial(ctx, s); err != nil {
 				b.noteDialError(err)
+				if b.connOK.Load() == 0 && b.connFailed.Load() >= hopeless {
+					giveUp()
+				}
 				return
 			}
 			b.connOK.Add(1)
@@ -450,7 +508,8 @@ func numPacers(senders int) int {
 
 // run executes the whole benchmark and returns its report. Phases: connect,
 // wait for joins, warm up with senders running, measure for Duration,
-// drain, close. Cancelling ctx skips ahead to closing and still reports.
+// drain, close. Cancelling ctx skips ahead to closing and still reports;
+// so does a connect phase that opened no connection at all.
 func (b *Bench) run(ctx context.Context) (*Report, error) {
 	var err error
 	if b.fileLimit, err = raiseFileLimit(); err != nil {
@@ -468,24 +527,58 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 	srv.sample()
 	self.sample()
 
-	// The sampler owns the Recorder's timeline until it is told to stop.
+	// The sampler owns the Recorder's timeline and procs until it is told
+	// to stop.
+	procs := newProcTimeline(b.cfg.ServerPID, time.Now())
 	phase := &atomic.Value{}
 	phase.Store("connecting")
 	stopSampler := make(chan struct{})
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
-		b.sample(stopSampler, phase)
+		b.sample(stopSampler, phase, procs)
 	}()
 
 	// Phase 1: connect. Senders wait, so that dials do not compete with
 	// traffic and every sender's room is full when it starts.
 	b.connectAll(ctx)
-	if b.cfg.Proto != protoRaw {
-		b.awaitJoins(ctx, b.cfg.DialTimeout)
+	var connsAtEnd int64
+	if b.connOK.Load() == 0 {
+		// Without a connection there is nothing to measure: waiting out
+		// warmup, window and drain would only delay the verdict.
+		b.log.Error("no connection opened, so there is nothing to measure; stopping", "url", b.base.Redacted(),
+			"failed", b.connFailed.Load(), "first_err", b.firstDialError())
+		srv.sample()
+		self.sample()
+	} else {
+		if b.cfg.Proto != protoRaw {
+			b.awaitJoins(ctx, b.cfg.DialTimeout)
+		}
+		b.log.Info("connected", "ok", b.connOK.Load(), "failed", b.connFailed.Load())
+		connsAtEnd = b.traffic(ctx, phase, &srv, &self)
 	}
-	b.log.Info("connected", "ok", b.connOK.Load(), "failed", b.connFailed.Load())
+	// A signal at any point so far cut a phase short.
+	interrupted := ctx.Err() != nil
+	close(stopSampler)
+	<-samplerDone
+	// The sampler is gone: this goroutine owns the timelines now.
+	if w := b.win.Load(); w != nil {
+		b.rec.tick(float64(time.Now().UnixNano()-w.start)/1e9, true)
+	}
+	procs.tick(time.Now())
 
+	// Phase 5: close politely, bounded, so the server sees normal closes and
+	// no goroutine of ours outlives run.
+	phase.Store("closing")
+	b.closeAll(b.cfg.CloseTimeout)
+	b.auth.close()
+	return b.report(srv, self, procs, connsAtEnd, interrupted), nil
+}
+
+// traffic runs phases 2 to 4: it opens the window, runs the senders (and
+// churn) through warmup and measurement, then drains. It samples the
+// probes at the window's edges and returns the connections open at its end.
+func (b *Bench) traffic(ctx context.Context, phase *atomic.Value, srv, self *procProbe) int64 {
 	// Phase 2: fix the window before the first message leaves, so that
 	// senders and receivers classify every message the same way: by the
 	// send time in its marker.
@@ -495,7 +588,7 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 
 	stopSend := make(chan struct{})
 	var workers sync.WaitGroup
-	if n := numPacers(len(b.senders)); n > 0 && b.connOK.Load() > 0 {
+	if n := numPacers(len(b.senders)); n > 0 {
 		for p := range n {
 			var mine []*slot
 			for j := p; j < len(b.senders); j += n {
@@ -543,21 +636,12 @@ func (b *Bench) run(ctx context.Context) (*Report, error) {
 			break
 		}
 	}
-	close(stopSampler)
-	<-samplerDone
-	// The sampler is gone: this goroutine owns the timeline now.
-	b.rec.tick(time.Since(start).Seconds(), true)
-
-	// Phase 5: close politely, bounded, so the server sees normal closes and
-	// no goroutine of ours outlives run.
-	phase.Store("closing")
-	b.closeAll(b.cfg.CloseTimeout)
-	return b.report(srv, self, connsAtEnd, time.Since(start)), nil
+	return connsAtEnd
 }
 
-// sample ticks the Recorder once a second until stop, and draws the
-// progress line if cfg.Progress is set. It runs in its own goroutine.
-func (b *Bench) sample(stop <-chan struct{}, phase *atomic.Value) {
+// sample ticks the Recorder and procs once a second until stop, and draws
+// the progress line if cfg.Progress is set. It runs in its own goroutine.
+func (b *Bench) sample(stop <-chan struct{}, phase *atomic.Value, procs *procTimeline) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastMarkers int64
@@ -576,6 +660,7 @@ func (b *Bench) sample(stop <-chan struct{}, phase *atomic.Value) {
 				t = float64(now.UnixNano()-w.start) / 1e9
 			}
 			p := b.rec.tick(t, inWindow)
+			procs.tick(now)
 			m := b.rec.markers.Load()
 			if b.cfg.Progress != nil {
 				fmt.Fprintf(b.cfg.Progress, "\r%-10s conns %d/%d failed %d | deliveries/s %d | p99 %.2fms (1s) %.2fms (so far)\x1b[K",

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -411,7 +413,7 @@ func TestRunFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-url", "ws://10.0.0.1:8080/ws"}, "loopback"},
+		{[]string{"-url", "ws://10.0.0.1:8080/ws"}, "pass -allow-remote"},
 		{[]string{"-url", "http://127.0.0.1/ws"}, "scheme"},
 		{[]string{"-scenario", "storm"}, "unknown scenario"},
 		{[]string{"-size", "600"}, "-size"},
@@ -421,12 +423,164 @@ func TestRunFlags(t *testing.T) {
 		{[]string{"-senders", "0"}, "-senders"},
 		{[]string{"-proto", "mqtt"}, "unknown protocol"},
 		{[]string{"-raw", "-proto", "centrifugo"}, "conflicts"},
+		{[]string{"-login", "alice"}, "want user:password"},
+		{[]string{"-login", ":pw"}, "want user:password"},
+		{[]string{"-login", "a:b", "-jwt-secret", "k"}, "give only one"},
+		{[]string{"-ticket", "t", "-jwt-secret", "k"}, "give only one"},
+		{[]string{"-login", "a:b", "-proto", "raw"}, "hubbub's auth"},
+		{[]string{"-jwt-secret", "k", "-proto", "centrifugo"}, "hubbub's auth"},
+		{[]string{"-jwt-secret", "k", "-header", "Authorization: Bearer x"}, "override"},
 	}
 	for _, tt := range tests {
 		var out, errb strings.Builder
 		err := run(context.Background(), tt.args, &out, &errb)
 		if err == nil || !strings.Contains(err.Error()+errb.String(), tt.want) {
 			t.Errorf("run(%q) = %v; want error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestAllowRemote parses -allow-remote from the command line: a remote -url
+// is refused without it; with it, newBench accepts the target (nothing is
+// dialled here) and warns in one line that it is for servers you own.
+func TestAllowRemote(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantErr  string
+		wantWarn bool
+	}{
+		{name: "remote refused", args: []string{"-url", "ws://192.0.2.1:8080/ws"}, wantErr: "-allow-remote"},
+		{name: "remote source refused", args: []string{"-source-ips", "192.0.2.7"}, wantErr: "-allow-remote"},
+		{name: "remote allowed", args: []string{"-allow-remote", "-url", "ws://192.0.2.1:8080/ws"}, wantWarn: true},
+		{name: "remote with sources", args: []string{"-allow-remote", "-url", "wss://192.0.2.1/ws", "-source-ips", "192.0.2.7-192.0.2.8"}, wantWarn: true},
+		{name: "loopback needs no warning", args: []string{"-allow-remote", "-url", "ws://127.0.0.1:8080/ws"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			o, err := parseArgs(tt.args, io.Discard)
+			if err == nil {
+				_, err = newBench(o.cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("%q: error %v; want one containing %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%q: %v", tt.args, err)
+			}
+			warned := strings.Contains(logs.String(), "only at servers you own")
+			if warned != tt.wantWarn || strings.Count(logs.String(), "\n") > 1 {
+				t.Errorf("%q logged %q; want the one-line warning: %v", tt.args, logs.String(), tt.wantWarn)
+			}
+		})
+	}
+}
+
+// closedPort returns a ws URL on a loopback port where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "ws://" + addr + "/ws"
+}
+
+// TestEarlyStop points the tool at servers nobody can connect to: it must
+// give up within seconds, not after warmup, window and drain (40 s here),
+// fail with exit code 1 and say what went wrong.
+func TestEarlyStop(t *testing.T) {
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "missing ticket: log in with POST /login", http.StatusUnauthorized)
+	}))
+	t.Cleanup(refusing.Close)
+	refusingURL := "ws" + strings.TrimPrefix(refusing.URL, "http") + "/ws"
+	long := []string{"-warmup", "5s", "-duration", "30s", "-drain", "5s"}
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr []string
+		wantStdout []string
+	}{
+		{name: "closed port", args: append([]string{"-url", closedPort(t), "-clients", "8"}, long...),
+			wantStderr: []string{"no connection opened", "connection refused"}, wantStdout: []string{"0 ok, 8 failed"}},
+		// Without giving up, 200 dials at 20/s would take 10 s.
+		{name: "closed port, ramped", args: append([]string{"-url", closedPort(t), "-clients", "200", "-ramp", "20"}, long...),
+			wantStderr: []string{"no connection opened", "connection refused"}, wantStdout: []string{"not attempted"}},
+		{name: "handshake refused", args: append([]string{"-url", refusingURL, "-clients", "30"}, long...),
+			wantStderr: []string{"no connection opened", "HTTP 401 Unauthorized: missing ticket: log in with POST /login)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			began := time.Now()
+			code := runMain(context.Background(), tt.args, &stdout, &stderr)
+			took := time.Since(began)
+			t.Log("stderr:\n" + stderr.String() + "stdout:\n" + stdout.String())
+			if took > 5*time.Second {
+				t.Errorf("took %v; want an early stop within 5s", took)
+			}
+			if code != exitFail {
+				t.Errorf("exit code %d; want %d", code, exitFail)
+			}
+			for _, want := range tt.wantStderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q", want)
+				}
+			}
+			for _, want := range tt.wantStdout {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+// TestHelp asks for help in every spelling: it must exit 0, print the
+// scenarios, the exit codes and the flags on stdout, and nothing on stderr.
+// A flag that does not exist is a usage error pointing at -h.
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		args       []string
+		want       int
+		wantStdout []string
+		wantStderr string
+	}{
+		{args: []string{"-h"}, want: exitPass},
+		{args: []string{"-help"}, want: exitPass},
+		{args: []string{"--help"}, want: exitPass},
+		{args: []string{"-clients", "5", "-h"}, want: exitPass},
+		{args: []string{"-nope"}, want: exitUsage, wantStderr: "-h lists scenarios and flags"},
+		{args: []string{"fanout"}, want: exitUsage, wantStderr: "takes only flags"},
+	}
+	sections := []string{"Scenarios", "fanout", "rooms", "idle", "churn", "Exit status", "0  every check passed",
+		"1  a check failed", "2  bad flags", "-max-conn-failures N", "-min-delivery", "-max-p99", "-allow-remote", "-url"}
+	for _, tt := range tests {
+		var stdout, stderr strings.Builder
+		got := runMain(context.Background(), tt.args, &stdout, &stderr)
+		if got != tt.want {
+			t.Errorf("runMain(%q) = %d; want %d (stderr %q)", tt.args, got, tt.want, stderr.String())
+		}
+		if tt.want != exitPass {
+			if !strings.Contains(stderr.String(), tt.wantStderr) || stdout.Len() != 0 {
+				t.Errorf("runMain(%q): stderr %q, stdout %q; want %q on stderr only", tt.args, stderr.String(), stdout.String(), tt.wantStderr)
+			}
+			continue
+		}
+		if stderr.Len() != 0 {
+			t.Errorf("runMain(%q) wrote %q on stderr; want nothing", tt.args, stderr.String())
+		}
+		for _, want := range sections {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("runMain(%q) help lacks %q", tt.args, want)
+			}
 		}
 	}
 }

@@ -244,8 +244,8 @@ func newDialers(cfg *Config) []*websocket.Dialer {
 			ReadBufferSize:   cfg.ReadBuffer,
 			WriteBufferSize:  1024,
 			WriteBufferPool:  pool,
-			// Proxy stays nil: load goes straight to loopback, never through
-			// a proxy from the environment.
+			// Proxy stays nil: load goes straight to the target, never
+			// through a proxy from the environment.
 		}
 	}
 	if len(cfg.SourceIPs) == 0 {

@@ -57,8 +57,12 @@ type Config struct {
 	// Scenario is fanout, rooms, idle or churn. Default fanout.
 	Scenario string
 	// URL is the WebSocket endpoint. Default ws://127.0.0.1:8080/ws.
-	// Only loopback hosts are accepted.
+	// Only loopback hosts are accepted unless AllowRemote is set.
 	URL string
+	// AllowRemote lets URL and SourceIPs name hosts other than loopback.
+	// Default false: a typo must not turn the tool against a server
+	// someone else runs.
+	AllowRemote bool
 	// Proto is the client protocol: hubbub, raw or centrifugo. Default
 	// hubbub.
 	Proto string
@@ -107,8 +111,20 @@ type Config struct {
 	// ServerPID, if not 0, is the server process whose RSS and CPU time are
 	// read from /proc. Default 0.
 	ServerPID int
-	// Ticket, if set, is added as the ticket= query parameter. Default "".
+	// Ticket, if set, is added as the ticket= query parameter of every
+	// connection. A hubbub login ticket is single-use, so only the first
+	// connection gets in with it; LoginUser gets one per connection.
+	// Default "".
 	Ticket string
+	// LoginUser and LoginPassword, if set, log every connection in with
+	// POST /login on the target's host just before it dials, and put the
+	// single-use ticket that returns in ticket=. Proto hubbub only.
+	// Default "" (no login).
+	LoginUser, LoginPassword string
+	// JWTSecret, if set, signs an HS256 token per connection with sub set
+	// to the connection's name (unique per connection) and exp five
+	// minutes ahead, and puts it in ticket=. Proto hubbub only. Default "".
+	JWTSecret string
 	// Header holds extra handshake headers (e.g. Authorization). Default none.
 	Header http.Header
 	// Shard is this process's part of the client index space. Default 0/1.
@@ -128,6 +144,12 @@ type Config struct {
 	// Progress, if not nil, receives a live status line once a second.
 	// Default nil (quiet).
 	Progress io.Writer
+	// Thresholds decide whether the run passes; each field states its
+	// default.
+	Thresholds Thresholds
+	// Args is the command line as the report's metadata shows it, secrets
+	// redacted; parseArgs sets it. Default none.
+	Args []string
 }
 
 // defaultConfig returns a Config with every default from the field docs.
@@ -204,6 +226,12 @@ func (c *Config) normalize() error {
 	if c.Duration <= 0 {
 		return errors.New("-duration must be > 0")
 	}
+	if err := c.Thresholds.check(c.Scenario); err != nil {
+		return err
+	}
+	if err := c.checkAuth(); err != nil {
+		return err
+	}
 	if c.Warmup < 0 || c.Drain < 0 || c.Ramp < 0 {
 		return errors.New("-warmup, -drain and -ramp must not be negative")
 	}
@@ -217,7 +245,11 @@ func (c *Config) normalize() error {
 	if c.Shard.Count > c.Clients {
 		return fmt.Errorf("-shard %d/%d: more shards than clients", c.Shard.Index, c.Shard.Count)
 	}
-	if _, err := c.baseURL(); err != nil {
+	base, err := c.baseURL()
+	if err != nil {
+		return err
+	}
+	if err := c.checkSourceIPs(base.Hostname()); err != nil {
 		return err
 	}
 	if c.DialConcurrency < 1 {
@@ -254,6 +286,37 @@ func (c *Config) normalizeProto() error {
 	return nil
 }
 
+// checkAuth refuses credentials that cannot work together: only one way
+// to fill ticket=, only for hubbub (whose /login and tokens they are), and
+// no Authorization header, which hubbub reads before ticket=.
+func (c *Config) checkAuth() error {
+	ways := 0
+	for _, set := range []bool{c.Ticket != "", c.LoginUser != "" || c.LoginPassword != "", c.JWTSecret != ""} {
+		if set {
+			ways++
+		}
+	}
+	if ways == 0 {
+		return nil
+	}
+	if ways > 1 {
+		return errors.New("-ticket, -login and -jwt-secret each fill ticket=; give only one")
+	}
+	if c.Ticket != "" {
+		return nil
+	}
+	if c.LoginUser != "" && c.LoginPassword == "" || c.LoginUser == "" && c.LoginPassword != "" {
+		return errors.New("-login needs both a user and a password: -login user:password")
+	}
+	if c.Proto != protoHubbub {
+		return fmt.Errorf("-login and -jwt-secret speak hubbub's auth; -proto %s has none", c.Proto)
+	}
+	if c.Header.Get("Authorization") != "" {
+		return errors.New("-header Authorization would override the ticket that -login or -jwt-secret puts in ticket=; drop one")
+	}
+	return nil
+}
+
 // maxSize is the largest -size whose frame stays within maxFrame: the text
 // itself for text, the whole send_message envelope for JSON, the publish
 // command with the longest id and room name for centrifugo. Centrifugo
@@ -269,9 +332,10 @@ func maxSize(format string) int {
 	return maxFrame
 }
 
-// baseURL parses and checks URL. It refuses anything but ws/wss on a
-// loopback host: this tool exists to load a server on the same machine, and
-// a typo must not turn it against someone else's.
+// baseURL parses and checks URL. It refuses anything but ws/wss, and hosts
+// other than loopback unless AllowRemote is set: the tool exists to load a
+// server on the same machine, and a typo must not turn it against someone
+// else's.
 func (c *Config) baseURL() (*url.URL, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
@@ -280,10 +344,27 @@ func (c *Config) baseURL() (*url.URL, error) {
 	if u.Scheme != "ws" && u.Scheme != "wss" {
 		return nil, fmt.Errorf("-url %q: scheme must be ws or wss", c.URL)
 	}
-	if !isLoopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("-url %q: host must be loopback (127.0.0.0/8, ::1 or localhost)", c.URL)
+	if !c.AllowRemote && !isLoopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("-url %q: host must be loopback (127.0.0.0/8, ::1 or localhost); "+
+			"pass -allow-remote to load a server elsewhere, and only one you own", c.URL)
 	}
 	return u, nil
+}
+
+// checkSourceIPs refuses source addresses that cannot work: anything but
+// loopback without AllowRemote, and loopback addresses when the target
+// host is elsewhere, since the kernel cannot route from them.
+func (c *Config) checkSourceIPs(host string) error {
+	remote := !isLoopbackHost(host)
+	for _, a := range c.SourceIPs {
+		switch {
+		case !c.AllowRemote && !a.IsLoopback():
+			return fmt.Errorf("-source-ips: %s is not loopback (pass -allow-remote to load a server elsewhere)", a)
+		case remote && a.IsLoopback():
+			return fmt.Errorf("-source-ips: loopback address %s cannot reach %s; give this machine's own addresses", a, host)
+		}
+	}
+	return nil
 }
 
 // isLoopbackHost reports whether host is a loopback literal or localhost.
@@ -299,8 +380,9 @@ func isLoopbackHost(host string) bool {
 
 // clientURL is the dial URL for one client. For Proto hubbub it carries
 // hubbub's room, name and format parameters; the other protocols get none
-// (Centrifugo names the room in its subscribe command instead).
-func (c *Config) clientURL(base *url.URL, room, name string) string {
+// (Centrifugo names the room in its subscribe command instead). A ticket,
+// if not "", goes in ticket=.
+func (c *Config) clientURL(base *url.URL, room, name, ticket string) string {
 	u := *base
 	q := u.Query()
 	if c.Proto == protoHubbub {
@@ -308,8 +390,8 @@ func (c *Config) clientURL(base *url.URL, room, name string) string {
 		q.Set("name", name)
 		q.Set("format", c.Format)
 	}
-	if c.Ticket != "" {
-		q.Set("ticket", c.Ticket)
+	if ticket != "" {
+		q.Set("ticket", ticket)
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
@@ -349,8 +431,8 @@ func parseShard(s string) (Shard, error) {
 const maxSourceIPs = 1024
 
 // parseSourceIPs reads a comma-separated list of IPv4/IPv6 addresses and
-// inclusive ranges ("127.0.0.1-127.0.0.8"). Every address must be loopback,
-// since the tool only ever talks to loopback servers.
+// inclusive ranges ("127.0.0.1-127.0.0.8"). Whether they may be used is
+// Config.checkSourceIPs's decision, as it depends on AllowRemote.
 func parseSourceIPs(s string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, part := range strings.Split(s, ",") {
@@ -373,9 +455,6 @@ func parseSourceIPs(s string) ([]netip.Addr, error) {
 			return nil, fmt.Errorf("source ip range %q: end before start or mixed families", part)
 		}
 		for a := from; ; a = a.Next() {
-			if !a.IsLoopback() {
-				return nil, fmt.Errorf("source ip %s is not loopback", a)
-			}
 			if len(out) == maxSourceIPs {
 				return nil, fmt.Errorf("more than %d source ips", maxSourceIPs)
 			}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseSourceIPs(t *testing.T) {
@@ -22,8 +23,9 @@ func TestParseSourceIPs(t *testing.T) {
 		{in: "127.0.0.5-127.0.0.5", want: []string{"127.0.0.5"}},
 		{in: "127.0.0.3-127.0.0.1", wantErr: "end before start"},
 		{in: "127.0.0.1-::1", wantErr: "mixed"},
-		{in: "10.0.0.1", wantErr: "not loopback"},
-		{in: "127.255.255.255-128.0.0.1", wantErr: "not loopback"},
+		// Whether an address may be used is checkSourceIPs's decision.
+		{in: "10.0.0.1", want: []string{"10.0.0.1"}},
+		{in: "127.255.255.255-128.0.0.1", want: []string{"127.255.255.255", "128.0.0.0", "128.0.0.1"}},
 		{in: "127.0.0.0-127.1.0.0", wantErr: "more than"},
 		{in: "localhost", wantErr: "source ip"},
 		{in: "127.0.0.1-", wantErr: "range"},
@@ -164,7 +166,16 @@ func TestNormalize(t *testing.T) {
 		{"localhost", func(c *Config) { c.URL = "ws://localhost:1/ws" }, ""},
 		{"ipv6 loopback", func(c *Config) { c.URL = "ws://[::1]:1/ws" }, ""},
 		{"other host", func(c *Config) { c.URL = "ws://example.com/ws" }, "loopback"},
-		{"private ip", func(c *Config) { c.URL = "ws://192.168.0.2:8080/ws" }, "loopback"},
+		{"private ip", func(c *Config) { c.URL = "ws://192.168.0.2:8080/ws" }, "-allow-remote"},
+		{"private ip allowed", func(c *Config) { c.URL = "ws://192.168.0.2:8080/ws"; c.AllowRemote = true }, ""},
+		{"name allowed", func(c *Config) { c.URL = "wss://bench.example.com/ws"; c.AllowRemote = true }, ""},
+		{"remote source ip", func(c *Config) { c.SourceIPs = addrs("10.0.0.1") }, "not loopback"},
+		{"remote source ip allowed", func(c *Config) {
+			c.URL, c.SourceIPs, c.AllowRemote = "ws://192.168.0.2:8080/ws", addrs("192.168.0.7"), true
+		}, ""},
+		{"loopback source to remote", func(c *Config) {
+			c.URL, c.SourceIPs, c.AllowRemote = "ws://192.168.0.2:8080/ws", addrs("127.0.0.1"), true
+		}, "cannot reach"},
 		{"http scheme", func(c *Config) { c.URL = "http://127.0.0.1/ws" }, "scheme"},
 		{"too many senders", func(c *Config) { c.Clients = 5; c.Senders = 6 }, "-senders"},
 		{"rooms senders per room", func(c *Config) { c.Scenario = scenarioRooms; c.Clients = 20; c.Rooms = 10; c.Senders = 3 }, "-senders"},
@@ -179,6 +190,15 @@ func TestNormalize(t *testing.T) {
 		{"raw and proto raw", func(c *Config) { c.Proto = protoRaw; c.Raw = true }, ""},
 		{"raw conflicts with centrifugo", func(c *Config) { c.Proto = protoCentrifugo; c.Raw = true }, "conflicts"},
 		{"unknown proto", func(c *Config) { c.Proto = "mqtt" }, "unknown protocol"},
+		{"login", func(c *Config) { c.LoginUser, c.LoginPassword = "u", "p" }, ""},
+		{"login without password", func(c *Config) { c.LoginUser = "u" }, "both a user and a password"},
+		{"ticket with raw", func(c *Config) { c.Ticket, c.Proto = "t", protoRaw }, ""},
+		{"jwt with raw", func(c *Config) { c.JWTSecret, c.Proto = "k", protoRaw }, "hubbub's auth"},
+		{"thresholds", func(c *Config) { c.Thresholds = Thresholds{MinDelivery: 1, MaxP99: time.Second} }, ""},
+		{"min delivery above 1", func(c *Config) { c.Thresholds.MinDelivery = 1.01 }, "-min-delivery"},
+		{"negative p99", func(c *Config) { c.Thresholds.MaxP99 = -time.Millisecond }, "-max-p99"},
+		{"idle p99", func(c *Config) { c.Scenario = scenarioIdle; c.Thresholds.MaxP99 = time.Second }, "idle"},
+		{"idle conn limit", func(c *Config) { c.Scenario = scenarioIdle; c.Thresholds.MaxConnFailures = FailureLimit{N: 3} }, ""},
 	}
 	for _, tt := range tests {
 		cfg := defaultConfig()
@@ -191,6 +211,15 @@ func TestNormalize(t *testing.T) {
 			t.Errorf("%s: normalize() = %v; want error containing %q", tt.name, err, tt.wantErr)
 		}
 	}
+}
+
+// addrs parses addresses for test tables.
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
 }
 
 func TestClientURL(t *testing.T) {
@@ -218,7 +247,7 @@ func TestClientURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := url.Parse(cfg.clientURL(base, "r1", "n1"))
+		got, err := url.Parse(cfg.clientURL(base, "r1", "n1", tt.ticket))
 		if err != nil {
 			t.Fatal(err)
 		}

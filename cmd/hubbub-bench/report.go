@@ -5,14 +5,20 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Report is the result of one run (of one shard). Its JSON form is what
 // -json prints; field names are stable for scripts.
 type Report struct {
+	Meta Meta `json:"meta"`
+
 	Scenario      string  `json:"scenario"`
 	URL           string  `json:"url"`
 	Proto         string  `json:"proto"`
@@ -26,9 +32,19 @@ type Report struct {
 	SizeBytes     int     `json:"size_bytes"`
 	WindowSec     float64 `json:"window_sec"`
 	WarmupSec     float64 `json:"warmup_sec"`
+	// WindowStartSec is when the window opened, in seconds since the run
+	// started (the time axis of ProcTimeline); 0 if it never opened.
+	WindowStartSec float64 `json:"window_start_sec"`
 
-	ConnOK          int64  `json:"conn_ok"`
-	ConnFailed      int64  `json:"conn_failed"`
+	ConnOK int64 `json:"conn_ok"`
+	// ConnFailed counts failed dials, churn redials included.
+	ConnFailed int64 `json:"conn_failed"`
+	// NotAttempted counts planned connections never dialled, because the
+	// connect phase stopped early (open-file limit, interrupt).
+	NotAttempted int64 `json:"not_attempted"`
+	// ConnFailures is what -max-conn-failures limits: ConnFailed plus
+	// NotAttempted plus all UnexpectedCloses.
+	ConnFailures    int64  `json:"conn_failures"`
 	FirstConnError  string `json:"first_conn_error,omitempty"`
 	FileLimit       uint64 `json:"file_limit"`
 	FileLimitHit    bool   `json:"file_limit_hit"`
@@ -51,6 +67,9 @@ type Report struct {
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 
 	Latency LatencyStats `json:"latency"`
+	// LatencyDist is the latency at a series of percentiles, for the
+	// distribution chart; see latencyDist.
+	LatencyDist []DistPoint `json:"latency_distribution"`
 
 	Frames        int64   `json:"frames"`         // data frames received
 	MessageFrames int64   `json:"message_frames"` // frames holding benchmark messages
@@ -64,6 +83,32 @@ type Report struct {
 	Tool   *ProcStats `json:"tool,omitempty"`
 
 	Timeline []Point `json:"timeline"`
+	// ProcTimeline samples the server's and the tool's CPU and RSS about
+	// once a second over the whole run, connect phase included.
+	ProcTimeline []ProcPoint `json:"proc_timeline"`
+
+	// Interrupted is set when a signal ended the run before its drain.
+	Interrupted bool `json:"interrupted"`
+	// Checks are the thresholds' verdicts (see judge); Pass is true when
+	// all of them passed, and the tool then exits 0.
+	Checks []Check `json:"checks"`
+	Pass   bool    `json:"pass"`
+}
+
+// Meta says which tool made a report, when, how and against what.
+type Meta struct {
+	Version   string    `json:"version"`
+	GoVersion string    `json:"go_version"`
+	Started   time.Time `json:"started"`
+	Target    string    `json:"target"`
+	// Flags is the command line as given, with secrets redacted.
+	Flags []string `json:"flags"`
+}
+
+// DistPoint is the latency at one percentile.
+type DistPoint struct {
+	Percentile float64 `json:"percentile"`
+	Ms         float64 `json:"ms"`
 }
 
 // LatencyStats summarises the latency histogram, in milliseconds.
@@ -87,13 +132,21 @@ type ProcStats struct {
 	CPUPercent float64 `json:"cpu_percent"` // of one core, over the window
 }
 
-// report assembles the Report after the run. It must be called after the
-// sampler stopped (it reads the Recorder's totals).
-func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Duration) *Report {
+// report assembles the Report after the run and judges it. It must be
+// called after the sampler stopped (it reads the Recorder's totals and
+// procs).
+func (b *Bench) report(srv, self procProbe, procs *procTimeline, connsAtEnd int64, interrupted bool) *Report {
 	cfg := &b.cfg
 	r := &Report{
+		Meta: Meta{
+			Version:   toolVersion(),
+			GoVersion: runtime.Version(),
+			Started:   procs.start,
+			Target:    b.base.Redacted(),
+			Flags:     cfg.Args,
+		},
 		Scenario:      cfg.Scenario,
-		URL:           b.base.String(),
+		URL:           b.base.Redacted(),
 		Proto:         cfg.Proto,
 		Format:        cfg.Format,
 		Raw:           cfg.Raw,
@@ -125,10 +178,19 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Durat
 		MessageFrames: b.rec.msgFrames.Load(),
 		Messages:      b.rec.markers.Load(),
 		Timeline:      b.rec.timeline,
+		ProcTimeline:  procs.points,
+		Interrupted:   interrupted,
 	}
-	b.mu.Lock()
-	r.FirstConnError = b.firstErr
-	b.mu.Unlock()
+	if r.Meta.Flags == nil {
+		r.Meta.Flags = []string{}
+	}
+	if r.ProcTimeline == nil {
+		r.ProcTimeline = []ProcPoint{}
+	}
+	if w := b.win.Load(); w != nil {
+		r.WindowStartSec = time.Unix(0, w.start).Sub(procs.start).Seconds()
+	}
+	r.FirstConnError = b.firstDialError()
 	// Only own-shard deliveries have a matching expectation; see Received.
 	r.DeliveryRatio = ratio(r.Received, r.Expected)
 	r.Coalescing = ratio(r.Messages, r.MessageFrames)
@@ -136,6 +198,7 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Durat
 	// sent inside it, so they count toward its rate.
 	r.DeliveriesPerSec = float64(r.ReceivedAll) / cfg.Duration.Seconds()
 	r.Latency = latencyStats(b.rec)
+	r.LatencyDist = latencyDist(b.rec.total)
 	r.ServerErrors, r.UnexpectedCloses = b.rec.counts()
 	if r.Timeline == nil {
 		r.Timeline = []Point{}
@@ -146,7 +209,19 @@ func (b *Bench) report(srv, self procProbe, connsAtEnd int64, elapsed time.Durat
 	if st, ok := procStats(&self, connsAtEnd); ok {
 		r.Tool = st
 	}
+	r.finish(cfg.Thresholds)
 	return r
+}
+
+// finish derives the failure counts from the raw counters and judges r
+// against th, setting Checks and Pass.
+func (r *Report) finish(th Thresholds) {
+	// ConnFailed includes churn's failed redials; those slots were
+	// attempted in the connect phase already.
+	r.NotAttempted = max(int64(r.Clients)-r.ConnOK-(r.ConnFailed-r.ReconnectFailed), 0)
+	r.ConnFailures = r.ConnFailed + r.NotAttempted + sumCounts(r.UnexpectedCloses)
+	r.Checks = judge(r, th)
+	r.Pass = allPass(r.Checks)
 }
 
 // procStats turns a probe into ProcStats, with the RSS growth spread over
@@ -181,6 +256,35 @@ func latencyStats(rec *Recorder) LatencyStats {
 		Max:   usToMs(h.Max()),
 		Mean:  h.Mean() / 1000,
 	}
+}
+
+// distSteps is how many points latencyDist takes per "nine" (90%, 99%,
+// 99.9%, …), and distNines the most nines it goes to.
+const (
+	distSteps = 10
+	distNines = 6
+)
+
+// latencyDist reads h at percentiles spaced evenly on a log scale of the
+// tail, 100*(1 - 10^(-k/distSteps)): ten points from 0% to 90%, ten more
+// to 99%, and so on, as far as the sample count resolves (1000 samples
+// reach 99.9%). That is where latency distributions differ; a linear
+// axis would squeeze the whole tail into its last pixel.
+func latencyDist(h *hdrhistogram.Histogram) []DistPoint {
+	n := h.TotalCount()
+	out := []DistPoint{}
+	if n == 0 {
+		return out
+	}
+	for k := 0; k <= distNines*distSteps; k++ {
+		tail := math.Pow(10, -float64(k)/distSteps) // 1 - quantile
+		if k > 0 && tail*float64(n) < 1-1e-9 {
+			break
+		}
+		p := 100 * (1 - tail)
+		out = append(out, DistPoint{Percentile: p, Ms: usToMs(h.ValueAtQuantile(p))})
+	}
+	return out
 }
 
 // ratio is a/b, or 0 when b is 0 (nothing expected is not "all delivered").
@@ -220,8 +324,8 @@ func (r *Report) writeText(w io.Writer) error {
 	p("  plan         %d clients, %d senders x %g msg/s, %d room(s), %d-byte messages, %gs window after %gs warmup",
 		r.Clients, r.Senders, r.RatePerSender, r.Rooms, r.SizeBytes, r.WindowSec, r.WarmupSec)
 	notTried := ""
-	if n := int64(r.Clients) - r.ConnOK - r.ConnFailed; n > 0 {
-		notTried = fmt.Sprintf(", %d not attempted", n)
+	if r.NotAttempted > 0 {
+		notTried = fmt.Sprintf(", %d not attempted", r.NotAttempted)
 	}
 	p("  connections  %d ok, %d failed%s (open-file limit %d)", r.ConnOK, r.ConnFailed, notTried, r.FileLimit)
 	if r.FirstConnError != "" {
@@ -259,8 +363,33 @@ func (r *Report) writeText(w io.Writer) error {
 		p("  %-6s       pid %s: RSS %d -> %d KiB, %.0f B per connection (%d conns), CPU %.1f%% of a core",
 			ps.name, ps.st.PID, ps.st.RSSStartKB, ps.st.RSSEndKB, ps.st.PerConnB, ps.st.Conns, ps.st.CPUPercent)
 	}
+	label := "checks"
+	for _, c := range r.Checks {
+		p("  %-12s %-4s  %s", label, checkStatus(c), c.Detail)
+		label = ""
+	}
+	p("  verdict      %s", verdictWord(r.Pass))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// checkStatus is the one-word state of c for the text and HTML reports.
+func checkStatus(c Check) string {
+	switch {
+	case !c.Enabled:
+		return "off"
+	case c.Pass:
+		return "ok"
+	}
+	return "FAIL"
+}
+
+// verdictWord names the outcome of the run.
+func verdictWord(pass bool) string {
+	if pass {
+		return "PASS"
+	}
+	return "FAIL"
 }
 
 // formatCounts prints a count map sorted by key, or none if empty.

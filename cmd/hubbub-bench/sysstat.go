@@ -118,3 +118,85 @@ func raiseFileLimit() (uint64, error) {
 func isFileLimit(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
+
+// ProcReading is one process in one sample of the report's timeline.
+type ProcReading struct {
+	// CPUPercent is CPU use since the previous sample, in percent of one
+	// core.
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSKB      int64   `json:"rss_kb"`
+}
+
+// ProcPoint is one sample of the server and the tool, for the report's
+// CPU and RSS charts.
+type ProcPoint struct {
+	// T is seconds since the run started (not since the window opened:
+	// the connect phase is where an idle run's memory grows).
+	T float64 `json:"t"`
+	// Server is nil without -server-pid, or when /proc could not be read.
+	Server *ProcReading `json:"server,omitempty"`
+	Tool   *ProcReading `json:"tool,omitempty"`
+}
+
+// procSeries turns successive /proc readings of one process into
+// ProcReadings. A nil series reads nothing.
+type procSeries struct {
+	pid  string
+	prev procSample
+	have bool // prev holds a reading
+}
+
+// read samples the process and returns the reading, or nil when /proc
+// failed or when this is the first reading, which has no CPU interval
+// yet. Failures are not logged: the run's procProbe already says so once.
+func (s *procSeries) read() *ProcReading {
+	if s == nil {
+		return nil
+	}
+	cur, err := readProc(s.pid)
+	if err != nil {
+		s.have = false
+		return nil
+	}
+	prev, had := s.prev, s.have
+	s.prev, s.have = cur, true
+	if !had {
+		return nil
+	}
+	return &ProcReading{CPUPercent: cpuPercent(prev, cur), RSSKB: cur.RSSKB}
+}
+
+// procTimeline samples the server (if any) and the tool for the report's
+// charts. It is owned by the sampler goroutine until that stops, then by
+// Bench.run.
+type procTimeline struct {
+	start        time.Time
+	last         time.Time // of the latest sample
+	server, tool *procSeries
+	points       []ProcPoint
+}
+
+// newProcTimeline takes the first readings, from which the first sample's
+// CPU use is measured.
+func newProcTimeline(serverPID int, start time.Time) *procTimeline {
+	p := &procTimeline{start: start, last: start, tool: &procSeries{pid: "self"}}
+	if serverPID > 0 {
+		p.server = &procSeries{pid: strconv.Itoa(serverPID)}
+	}
+	p.server.read()
+	p.tool.read()
+	return p
+}
+
+// tick adds a sample at now, unless the previous one is less than
+// minPointSec ago: CPU use over a sliver of a second is mostly noise.
+func (p *procTimeline) tick(now time.Time) {
+	if now.Sub(p.last).Seconds() < minPointSec {
+		return
+	}
+	p.last = now
+	pt := ProcPoint{T: now.Sub(p.start).Seconds(), Server: p.server.read(), Tool: p.tool.read()}
+	if pt.Server != nil || pt.Tool != nil {
+		p.points = append(p.points, pt)
+	}
+}
