@@ -386,26 +386,7 @@ func nextUpdate(t *testing.T, ups <-chan PresenceUpdate, ok func(PresenceUpdate)
 // one) until the test ends.
 func startNATS(t testing.TB, port int, dir string) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      port,
-		JetStream: true,
-		StoreDir:  dir,
-		NoLog:     true,
-		NoSigs:    true,
-	})
-	if err != nil {
-		t.Fatalf("nats server: %v", err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready within 10s")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
+	return startNATSOn(t, port, true, dir)
 }
 
 func TestSubjectToken(t *testing.T) {

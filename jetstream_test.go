@@ -43,7 +43,7 @@ func TestNATSVersionAtLeast(t *testing.T) {
 
 // startNATSOn runs an in-process NATS server on port, with JetStream (its
 // store in dir) or without, until stopped or the test ends.
-func startNATSOn(t *testing.T, port int, js bool, dir string) *server.Server {
+func startNATSOn(t testing.TB, port int, js bool, dir string) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: port, JetStream: js, StoreDir: dir, NoLog: true, NoSigs: true,

@@ -350,9 +350,15 @@ func TestOrderAcrossWriters(t *testing.T) {
 			}
 		}
 	}()
-	next := 0
-	for next < n {
-		for _, m := range strings.Split(readFrame(t, p.client), "\n") {
+	readNumbered(t, p.client, n)
+}
+
+// readNumbered reads until the client has seen messages "0" to n-1, and
+// fails the test on any other message or order.
+func readNumbered(t *testing.T, c *websocket.Conn, n int) {
+	t.Helper()
+	for next := 0; next < n; {
+		for _, m := range strings.Split(readFrame(t, c), "\n") {
 			if m != fmt.Sprint(next) {
 				t.Fatalf("got %q; want %d", m, next)
 			}
@@ -767,15 +773,7 @@ func TestNoLostWakeup(t *testing.T) {
 			}
 		}
 	}()
-	next := 0
-	for next < n {
-		for _, m := range strings.Split(readFrame(t, p.client), "\n") {
-			if m != fmt.Sprint(next) {
-				t.Fatalf("got %q; want %d", m, next)
-			}
-			next++
-		}
-	}
+	readNumbered(t, p.client, n)
 }
 
 // TestBurstMemoryGivenBack: after a burst has been written, a writer that
