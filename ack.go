@@ -87,8 +87,14 @@ func (l *sentLog) add(key msgKey, at time.Time) *sentMsg {
 		return s
 	}
 	l.expire(at)
-	for l.order.Len() >= maxRemembered {
-		l.forget(l.order.Front().Value.(*sentMsg))
+	// Over the bound the oldest ids go first; ids in flight stay, since
+	// their senders must still hear (and the broker's queue bounds them).
+	for e := l.order.Front(); e != nil && l.order.Len() >= maxRemembered; {
+		s := e.Value.(*sentMsg)
+		e = e.Next()
+		if s.done {
+			l.forget(s)
+		}
 	}
 	s := &sentMsg{key: key, at: at}
 	s.el = l.order.PushBack(s)

@@ -90,17 +90,21 @@ func (h *Hub) serveAPI(a *apiCall) {
 		// Through the broker like any message (cluster.go), so it reaches
 		// every node, has a seq and is replayed; answered when it has its
 		// seq (ack.go).
-		key := a.key
-		if key == "" {
-			// No key, no dedupe: a name no client key can take ('~' is not
-			// allowed in ids) still lets the answer find the message.
-			h.apiSeq++
-			key = "~" + strconv.FormatUint(h.apiSeq, 10)
-		}
 		if r != nil {
 			a.recipients = len(r.members)
 		}
-		h.sendOnce(a.room, a.from, a.message, true, msgIDOf("api:"+a.from, key), waiter{api: a})
+		msgID := ""
+		switch {
+		case a.key != "":
+			msgID = msgIDOf("api:"+a.from, a.key)
+		case !h.broker.Sequenced():
+			// No key, no dedupe; but on a single node the answer finds the
+			// message by its id, so it gets one that no key can be ('~' is
+			// not allowed in ids) and no other message has.
+			h.apiSeq++
+			msgID = msgIDOf("api:"+a.from, "~"+strconv.FormatUint(h.apiSeq, 10))
+		}
+		h.sendOnce(a.room, a.from, a.message, true, msgID, waiter{api: a})
 		return
 	case apiRooms:
 		res.Rooms = h.roomList() // members on other cluster nodes count too

@@ -485,4 +485,14 @@ func TestClusterAckAndDedupe(t *testing.T) {
 	if m := w.messagesOf(1)[0]; m.Message != "deployed" || m.Seq != 3 {
 		t.Errorf("watcher got %+v; want the bot message once, seq 3", m)
 	}
+	// Without a key nothing is deduped, even the same text from the same
+	// bot on two nodes at once.
+	for i, node := range c.nodes {
+		status, body := node.api(t, "POST", "/api/rooms/dd/messages", testKey, `{"message":"plain","from":"ci"}`)
+		var res apiResult
+		decodeJSONBody(t, body, &res)
+		if status != 200 || res.Seq != uint64(4+i) || res.Duplicate {
+			t.Errorf("keyless publish on node %d = %d %s; want seq %d, not a duplicate", i, status, body, 4+i)
+		}
+	}
 }
