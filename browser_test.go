@@ -163,6 +163,22 @@ func eval[T any](tb *tab, expr string) T {
 	return v
 }
 
+// clientEval evaluates body in the tab with client bound to the page's
+// client (static/hubbub.js's Client, exported by static/app.js) and
+// decodes its value; a promise is awaited. Tests reach the page's state
+// through it or through the DOM, never through page globals.
+func clientEval[T any](tb *tab, body string) T {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, browserWait)
+	defer cancel()
+	expr := `import("/static/app.js").then(({client}) => (` + body + `))`
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		tb.t.Fatalf("%s: evaluate %s: %v", tb.name, body, err)
+	}
+	return v
+}
+
 // waitJS waits until the JavaScript expression is truthy; what says what
 // the test was waiting for, for the failure message.
 func (tb *tab) waitJS(what, expr string) {
@@ -558,7 +574,7 @@ func TestBrowser(t *testing.T) {
 		// rate_limited errors and then close 1008 from the real limiter,
 		// says why, and comes back on its own with a new ticket.
 		alice.emulate(390, 844, true, "light")
-		eval[chromedp.Void](alice, `for (let i = 0; i < 30; i++) send("list_rooms")`)
+		clientEval[chromedp.Void](alice, `(() => { for (let i = 0; i < 30; i++) client.request("list_rooms"); })()`)
 		alice.waitJS("the status line to say why", `/^reconnecting in \ds · closed for flooding$/.test(document.querySelector("#status").textContent)`)
 		alice.screenshot("flooded-phone-light") // taken while the page waits to reconnect, most times
 		alice.waitLine("The server closed the connection: this page sent too many messages too fast (flooding). Reconnecting…")
@@ -597,7 +613,7 @@ func TestBrowser(t *testing.T) {
 		if err := hub.srv.auth.reload(); err != nil { // what SIGHUP does
 			t.Fatal(err)
 		}
-		eval[chromedp.Void](alice, `for (let i = 0; i < 30; i++) send("list_rooms")`)
+		clientEval[chromedp.Void](alice, `(() => { for (let i = 0; i < 30; i++) client.request("list_rooms"); })()`)
 		alice.do(chromedp.WaitVisible(chromedp.CSS("#password")))
 		alice.waitJS("the log-in-again note", `document.querySelector("#login-error").textContent === "Please log in again."`)
 	})
@@ -725,7 +741,7 @@ func TestBrowser(t *testing.T) {
 				alice.waitMessage("live")
 				// The next reconnect would resume from the newest message,
 				// in the room's current epoch (the new one after a reset).
-				cur := eval[string](alice, `(({epoch, seq}) => seq + "@" + epoch)(state.cursor.get("hist"))`)
+				cur := clientEval[string](alice, `(({epoch, seq}) => seq + "@" + epoch)(client.cursor("hist"))`)
 				if want := fmt.Sprint(live.Seq) + "@" + live.Epoch; cur != want {
 					t.Errorf("page would resume from %s; want %s", cur, want)
 				}
@@ -884,14 +900,24 @@ func bcryptHash(t *testing.T, password string) string {
 // maxFrame is the server's default frame limit, which the page assumes.
 const maxFrame = 512
 
+// pageIDLen is the length of every message id the page sends (ID_LEN in
+// static/hubbub.js): 8 random characters, "-" and a 6-digit counter.
+const pageIDLen = 15
+
 // frameSize is the length of the send_message frame the page builds for
-// msg: JSON.stringify does not escape <, > and &, so neither do we.
+// msg, id included: JSON.stringify does not escape <, > and &, so neither
+// do we.
 func frameSize(t *testing.T, msg string) int {
 	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(map[string]any{"type": "send_message", "payload": map[string]string{"message": msg}}); err != nil {
+	frame := struct {
+		Type    string            `json:"type"`
+		ID      string            `json:"id"`
+		Payload map[string]string `json:"payload"`
+	}{"send_message", strings.Repeat("x", pageIDLen), map[string]string{"message": msg}}
+	if err := enc.Encode(frame); err != nil {
 		t.Fatal(err)
 	}
 	return b.Len() - 1 // Encode adds a newline
