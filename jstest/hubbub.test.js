@@ -249,7 +249,7 @@ describe("dedupe", () => {
     assert.deepEqual(h.shown(), ["a1", "a1"], "the page cleared its view, so a1 is shown again");
   });
 
-  test("a new epoch clears the cursor and the dedupe set", async () => {
+  test("a new epoch restarts the cursor, and its seqs are not deduped against the old epoch's", async () => {
     const h = harness();
     await h.start();
     h.join({ epoch: "E1", seq: 0 });

@@ -585,9 +585,10 @@ export class Client extends EventTarget {
   }
 
   // noteEpoch handles the news that room's history is now epoch. A new
-  // epoch forgets the old cursor, and, for the room on screen, the keys
-  // of the old epoch: the server stamps everything it sends with the
-  // current epoch, so they cannot come back.
+  // epoch restarts the cursor. Dedupe keys carry their epoch, so the new
+  // epoch's seqs never match the old one's; the old keys are dropped
+  // only to free them, since the server stamps everything it sends with
+  // the room's current epoch and they cannot come back.
   #noteEpoch(room, epoch) {
     const cur = this.#cursors.get(room);
     if (cur && cur.epoch === epoch) return;
