@@ -214,8 +214,9 @@ function bubble(className, from, ts, text) {
 }
 
 // setDelivery shows where one of our messages is: sending…, sent, or not
-// sent with the actions that remain.
-function setDelivery(li, status, why) {
+// sent with the actions that remain. A message the server may or may not
+// have taken (code "unconfirmed") says so rather than "not sent".
+function setDelivery(li, status, why, code) {
   li.dataset.status = status;
   let box = li.querySelector(".delivery");
   if (!box) {
@@ -229,7 +230,7 @@ function setDelivery(li, status, why) {
   } else if (status === "sent") {
     box.textContent = "✓ sent";
   } else {
-    box.append(make("span", "why", "not sent"));
+    box.append(make("span", "why", code === "unconfirmed" ? "not confirmed" : "not sent"));
     box.title = why || "";
     const retry = make("button", "retry", "Retry");
     retry.type = "button";
@@ -297,7 +298,7 @@ function showEntry(entry) {
     ui.messages.append(li); // after every .msg and line: the outbox is the end of the list
     toBottom();
   }
-  setDelivery(li, entry.state, entry.error);
+  setDelivery(li, entry.state, entry.error, entry.code);
 }
 
 // entrySent marks an acknowledged entry: the .msg it became, if that is on
