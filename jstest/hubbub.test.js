@@ -723,6 +723,25 @@ describe("the module", () => {
     assert.equal(h.client.send("x").reason, "stopped");
   });
 
+  test("start after stop begins afresh: no resume, a new view, the new user's outbox", async () => {
+    const h = harness();
+    const s = await h.start("general", "alice");
+    h.join();
+    s.receive({ type: "new_message", payload: msg(4, "seen") });
+    h.client.send("alice's, unanswered");
+    h.client.stop();
+    const s2 = await h.start("general", "", "bob");
+    assert.equal(s2.query.get("since"), null, "a fresh join, not a resume");
+    h.join({ name: "bob" });
+    const joined = h.of("joined").at(-1);
+    assert.equal(joined.moved, true, "the page clears its view");
+    assert.equal(joined.reconnect, false);
+    s2.receive({ type: "history", payload: { room: "general", epoch: "E1", messages: [msg(4, "seen")] } });
+    assert.equal(h.shown().filter((t) => t === "seen").length, 2, "shown again in the new view");
+    assert.deepEqual(h.client.outbox(), [], "alice's outbox is not bob's");
+    assert.deepEqual(s2.messages(), []);
+  });
+
   test("Client defaults to the environment's WebSocket and timers", () => {
     const c = new Client({ url: "ws://x/ws", storage: null });
     assert.equal(c.active, false);

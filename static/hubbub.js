@@ -240,8 +240,12 @@ export class Client extends EventTarget {
 
   // start connects to room as name (guests), or as user with the tickets
   // from the ticket option; user also names whose outbox is ours (empty:
-  // the name the server gives us).
+  // the name the server gives us). It begins afresh: the first join is
+  // not a resume, and the page gets a new view even of the same room.
   start({ room, name = "", user = "" }) {
+    this.#everOnline = false;
+    this.#viewRoom = "";
+    this.#shown.clear();
     this.#room = room;
     this.#asked = name;
     this.#me = ""; // until the server says
