@@ -558,7 +558,7 @@ async function ticketFor() {
     return await login(state.creds);
   } catch (err) {
     if (err.status === 401) showGate("login", "Please log in again.");
-    throw err; // the client retries later, unless showGate stopped it
+    throw err; // the client retries with backoff, unless showGate stopped it
   }
 }
 
