@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -163,6 +165,22 @@ func eval[T any](tb *tab, expr string) T {
 	return v
 }
 
+// clientEval evaluates body in the tab with client bound to the page's
+// client (static/hubbub.js's Client, exported by static/app.js) and
+// decodes its value; a promise is awaited. Tests reach the page's state
+// through it or through the DOM, never through page globals.
+func clientEval[T any](tb *tab, body string) T {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, browserWait)
+	defer cancel()
+	expr := `import("/static/app.js").then(({client}) => (` + body + `))`
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		tb.t.Fatalf("%s: evaluate %s: %v", tb.name, body, err)
+	}
+	return v
+}
+
 // waitJS waits until the JavaScript expression is truthy; what says what
 // the test was waiting for, for the failure message.
 func (tb *tab) waitJS(what, expr string) {
@@ -229,6 +247,20 @@ func (tb *tab) waitLine(text string) {
 	tb.t.Helper()
 	tb.waitJS("line "+jsString(text), fmt.Sprintf(
 		`[...document.querySelectorAll("#messages .sys")].some((e) => e.textContent === %s)`, jsString(text)))
+}
+
+// waitDelivery waits until the page shows text, one of its own messages,
+// exactly once and as want says: "out" (still in the outbox) or "msg" (a
+// message the server numbered), a colon, and its delivery label.
+func (tb *tab) waitDelivery(text, want string) {
+	tb.t.Helper()
+	tb.waitJS(jsString(text)+" shown once as "+want, fmt.Sprintf(`(() => {
+		const items = [...document.querySelectorAll("#messages > .msg, #messages > .out")]
+			.filter((e) => e.querySelector(".body").textContent === %s);
+		if (items.length !== 1) return false;
+		const d = items[0].querySelector(".delivery");
+		return (items[0].classList.contains("out") ? "out" : "msg") + ":" + (d ? d.textContent : "") === %s;
+	})()`, jsString(text), jsString(want)))
 }
 
 // shownMessage is one chat message as the page shows it.
@@ -558,7 +590,7 @@ func TestBrowser(t *testing.T) {
 		// rate_limited errors and then close 1008 from the real limiter,
 		// says why, and comes back on its own with a new ticket.
 		alice.emulate(390, 844, true, "light")
-		eval[chromedp.Void](alice, `for (let i = 0; i < 30; i++) send("list_rooms")`)
+		clientEval[chromedp.Void](alice, `(() => { for (let i = 0; i < 30; i++) client.request("list_rooms"); })()`)
 		alice.waitJS("the status line to say why", `/^reconnecting in \ds · closed for flooding$/.test(document.querySelector("#status").textContent)`)
 		alice.screenshot("flooded-phone-light") // taken while the page waits to reconnect, most times
 		alice.waitLine("The server closed the connection: this page sent too many messages too fast (flooding). Reconnecting…")
@@ -597,7 +629,7 @@ func TestBrowser(t *testing.T) {
 		if err := hub.srv.auth.reload(); err != nil { // what SIGHUP does
 			t.Fatal(err)
 		}
-		eval[chromedp.Void](alice, `for (let i = 0; i < 30; i++) send("list_rooms")`)
+		clientEval[chromedp.Void](alice, `(() => { for (let i = 0; i < 30; i++) client.request("list_rooms"); })()`)
 		alice.do(chromedp.WaitVisible(chromedp.CSS("#password")))
 		alice.waitJS("the log-in-again note", `document.querySelector("#login-error").textContent === "Please log in again."`)
 	})
@@ -725,7 +757,7 @@ func TestBrowser(t *testing.T) {
 				alice.waitMessage("live")
 				// The next reconnect would resume from the newest message,
 				// in the room's current epoch (the new one after a reset).
-				cur := eval[string](alice, `(({epoch, seq}) => seq + "@" + epoch)(state.cursor.get("hist"))`)
+				cur := clientEval[string](alice, `(({epoch, seq}) => seq + "@" + epoch)(client.cursor("hist"))`)
 				if want := fmt.Sprint(live.Seq) + "@" + live.Epoch; cur != want {
 					t.Errorf("page would resume from %s; want %s", cur, want)
 				}
@@ -767,6 +799,252 @@ func TestBrowser(t *testing.T) {
 			})
 		}
 	})
+
+	t.Run("a message whose ack was lost is resent with its id and delivered once", func(t *testing.T) {
+		tests := []struct {
+			name    string
+			restart bool // the server restarts (with -data-dir, which keeps the ids it has seen); else the socket is cut
+		}{
+			{"the socket is cut", false},
+			{"the server restarts on the same port", true},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel() // most of each case is the page's backoff
+				cfg := deployed(Config{})
+				if tt.restart {
+					cfg.DataDir = t.TempDir()
+				}
+				hub := openHub(t, cfg, nil)
+				s := hub.serve(t, nil)
+				addr := s.ts.Listener.Addr().String()
+				rl := newRelay(t, addr) // the page reaches the server only through it
+				alice := newTab(t, browser, "alice")
+				alice.join("http://"+rl.addr(), "alice", "once")
+				watch, _ := s.joined(t, "room", "once", "name", "watch")
+				alice.waitLine("watch joined")
+
+				// Everything the server sends the page from now on is lost:
+				// the message gets through, its echo and its ack do not.
+				rl.stall()
+				alice.typeAndEnter("only once")
+				if p := watch.skipUntil("new_message").msg(t); p.From != "alice" || p.Message != "only once" {
+					t.Fatalf("watcher got %+v; want alice's message", p)
+				}
+				alice.waitDelivery("only once", "out:sending…")
+
+				if tt.restart {
+					hub.stop()
+					hub = openHub(t, cfg, nil)
+					s = hub.serve(t, listenAgain(t, addr))
+				} else {
+					rl.cut()
+				}
+				alice.waitLine("Connection lost. Reconnecting…")
+				alice.waitLine("Reconnected.")
+				// The page resent it with its id; the server knew the id and
+				// acked it as a duplicate; the replay brought the message.
+				alice.waitDelivery("only once", "msg:✓ sent")
+
+				if tt.restart {
+					// The watcher's connection ended with the old server; a
+					// new one reads the room's log from its history.
+					watch = s.dial(t, "room", "once", "name", "watch2")
+					watch.skipUntil("room_changed")
+					var h struct {
+						Messages []messagePayload `json:"messages"`
+					}
+					watch.expect("history").decode(t, &h)
+					var texts []string
+					for _, m := range h.Messages {
+						texts = append(texts, m.Message)
+					}
+					if strings.Join(texts, ",") != "only once" {
+						t.Errorf("the room's history after the restart is %q; want the message once", texts)
+					}
+				}
+				// Anything the resend had delivered again would reach the
+				// watcher before the page's next message.
+				alice.typeAndEnter("and the next one")
+				if p := watch.skipUntil("new_message").msg(t); p.Message != "and the next one" {
+					t.Errorf("watcher got %q after the reconnect; want the page's next message, nothing again", p.Message)
+				}
+				alice.waitDelivery("and the next one", "msg:✓ sent")
+				var shown []string
+				for _, m := range alice.messages() {
+					shown = append(shown, m.Text)
+				}
+				if strings.Join(shown, ",") != "only once,and the next one" {
+					t.Errorf("page shows %q; want each message once", shown)
+				}
+				if n := eval[int](alice, `document.querySelectorAll("#messages .out").length`); n != 0 {
+					t.Errorf("%d messages still in the outbox; want none", n)
+				}
+			})
+		}
+	})
+
+	t.Run("a message typed while the server is down waits, then is sent once", func(t *testing.T) {
+		cfg := deployed(Config{})
+		hub := openHub(t, cfg, nil)
+		s := hub.serve(t, nil)
+		addr := s.ts.Listener.Addr().String()
+		alice := newTab(t, browser, "alice")
+		alice.join(s.ts.URL, "alice", "later")
+		hub.stop()
+		alice.waitLine("Connection lost (server shutting down). Reconnecting…")
+
+		alice.typeAndEnter("typed while down")
+		alice.waitDelivery("typed while down", "out:sending…")
+		if got := eval[string](alice, `document.querySelector("#message").value`); got != "" {
+			t.Errorf("message box holds %q after sending; want it empty", got)
+		}
+		alice.screenshot("outbox-sending-desktop-light")
+
+		// The server is back; a watcher is in the room before the page's
+		// address opens again, so it sees whatever the page sends.
+		hub = openHub(t, cfg, nil)
+		side := hub.serve(t, nil)
+		watch, _ := side.joined(t, "room", "later", "name", "watch")
+		hub.serve(t, listenAgain(t, addr))
+		alice.waitLine("Reconnected.")
+		if p := watch.skipUntil("new_message").msg(t); p.From != "alice" || p.Message != "typed while down" {
+			t.Fatalf("watcher got %+v; want the message typed while the server was down", p)
+		}
+		alice.waitDelivery("typed while down", "msg:✓ sent")
+		alice.typeAndEnter("after it")
+		if p := watch.skipUntil("new_message").msg(t); p.Message != "after it" {
+			t.Errorf("watcher got %q; want the next message, nothing twice", p.Message)
+		}
+		alice.waitDelivery("after it", "msg:✓ sent")
+	})
+}
+
+// relay is a TCP relay between the page and a server, for tests that must
+// lose what the server sends while the page's own bytes still get
+// through. stall makes the connections open now drop everything the
+// server sends them from then on; cut closes them. Connections made later
+// are relayed whole; while the server is down, the page's connection is
+// closed at once, as a refused one would be. It stops when the test ends.
+type relay struct {
+	t        *testing.T
+	ln       net.Listener
+	upstream string
+	wg       sync.WaitGroup // the accept loop and two copiers per connection
+
+	mu     sync.Mutex
+	conns  map[*relayConn]struct{}
+	closed bool
+}
+
+// relayConn is one relayed connection.
+type relayConn struct {
+	page, server net.Conn
+	stalled      atomic.Bool // drop what the server sends
+}
+
+func (c *relayConn) close() {
+	c.page.Close()
+	c.server.Close()
+}
+
+// newRelay starts a relay to upstream on a loopback port of its own.
+func newRelay(t *testing.T, upstream string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{t: t, ln: ln, upstream: upstream, conns: make(map[*relayConn]struct{})}
+	r.wg.Add(1)
+	go r.accept()
+	t.Cleanup(r.close)
+	return r
+}
+
+// addr is where the page connects.
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) accept() {
+	defer r.wg.Done()
+	for {
+		page, err := r.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		server, err := net.Dial("tcp", r.upstream)
+		if err != nil {
+			page.Close()
+			continue
+		}
+		c := &relayConn{page: page, server: server}
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			c.close()
+			return
+		}
+		r.conns[c] = struct{}{}
+		r.wg.Add(2)
+		r.mu.Unlock()
+		go func() { // page to server, always
+			defer r.wg.Done()
+			io.Copy(server, page)
+			r.drop(c)
+		}()
+		go func() { // server to page, unless stalled
+			defer r.wg.Done()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := server.Read(buf)
+				if n > 0 && !c.stalled.Load() {
+					if _, werr := page.Write(buf[:n]); werr != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			r.drop(c)
+		}()
+	}
+}
+
+// drop closes c and forgets it.
+func (r *relay) drop(c *relayConn) {
+	c.close()
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+}
+
+// stall makes every open connection drop what the server sends.
+func (r *relay) stall() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.stalled.Store(true)
+	}
+}
+
+// cut closes every open connection, both ways.
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.close()
+	}
+}
+
+// close stops the relay and waits for its goroutines.
+func (r *relay) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.ln.Close()
+	r.cut()
+	r.wg.Wait()
 }
 
 // wsLog records the query of every /ws request that reaches the server,
@@ -884,14 +1162,24 @@ func bcryptHash(t *testing.T, password string) string {
 // maxFrame is the server's default frame limit, which the page assumes.
 const maxFrame = 512
 
+// pageIDLen is the length of every message id the page sends (ID_LEN in
+// static/hubbub.js): 8 random characters, "-" and a 6-digit counter.
+const pageIDLen = 15
+
 // frameSize is the length of the send_message frame the page builds for
-// msg: JSON.stringify does not escape <, > and &, so neither do we.
+// msg, id included: JSON.stringify does not escape <, > and &, so neither
+// do we.
 func frameSize(t *testing.T, msg string) int {
 	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(map[string]any{"type": "send_message", "payload": map[string]string{"message": msg}}); err != nil {
+	frame := struct {
+		Type    string            `json:"type"`
+		ID      string            `json:"id"`
+		Payload map[string]string `json:"payload"`
+	}{"send_message", strings.Repeat("x", pageIDLen), map[string]string{"message": msg}}
+	if err := enc.Encode(frame); err != nil {
 		t.Fatal(err)
 	}
 	return b.Len() - 1 // Encode adds a newline

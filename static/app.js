@@ -1,18 +1,17 @@
-// hubbub browser client. Plain JavaScript, no framework and no build step.
+// hubbub browser client: the page. Plain JavaScript, no framework and no
+// build step, loaded as an ES module (home.html).
 //
-// Everything a user typed reaches the page through textContent, never as
-// HTML; the server's Content-Security-Policy forbids inline script besides.
-// The protocol is described in docs/PROTOCOL.md: the server sends frames of
-// newline-separated JSON events; we send one JSON event per frame.
-"use strict";
+// The connection lives in ./hubbub.js: the WebSocket and its reconnects,
+// the resume cursor, what has been shown and the outbox. This file only
+// renders that module's events and turns what the user does into calls on
+// it. Everything a user typed reaches the page through textContent, never
+// as HTML; the server's Content-Security-Policy forbids inline script
+// besides.
+import { Client, MAX_CHARS, MAX_FRAME, OUTBOX_MAX, frameBytes } from "./hubbub.js";
 
-const MAX_FRAME = 512; // the server's read limit for one client frame, in bytes
-const MAX_CHARS = 400; // the server cuts messages after this many characters
 const NAME_RE = /^[A-Za-z0-9_-]{1,32}$/;
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const REFRESH_MS = 10_000; // room and member lists are re-read this often
-const BACKOFF_MIN_MS = 500; // first reconnect waits about this long
-const BACKOFF_MAX_MS = 30_000; // and no attempt waits longer than this
 const GROUP_MS = 5 * 60_000; // messages closer than this share one header
 const STICKY_PX = 48; // "at the bottom" tolerance for auto-scroll
 
@@ -31,11 +30,11 @@ const ui = {
   tokenError: $("token-error"),
 };
 
-const encoder = new TextEncoder();
 const timeFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
 const dateFormat = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "medium" });
 
-// state is everything the page knows. Only the functions below change it.
+// state is what the page knows beyond the client: how people sign in and
+// what is on screen. Only the functions below change it.
 const state = {
   mode: "guest", // what GET /auth said: guest, login or jwt
   canLogin: false, // POST /login works here (GET /auth said "login": true)
@@ -43,31 +42,24 @@ const state = {
   ticket: "", // a ticket not yet used (the one the login form just got)
   token: "", // jwt mode: the token from the address fragment
   nick: "", // name asked for in guest mode
-  me: "", // name the server says we have
-  room: "", // room we are in, or asked for at connect
-  pendingRoom: "", // room asked for with change_room, not yet confirmed
   viewRoom: "", // room whose messages are on screen
-  ws: null, // the live socket, or null
-  gen: 0, // connection attempt counter; stale sockets compare against it
-  online: false, // the socket is open and we are in a room
-  everOnline: false, // some earlier socket was online: the next one is a reconnect
-  attempt: 0, // failed attempts since the last success, for backoff
   refusals: 0, // handshakes refused in a row while the server was reachable
-  closeNote: "", // why the last connection ended, shown in the status line until the next one is up
-  resumeFrom: null, // {epoch, seq} the current connection asked to resume from, or null
   reconnectLine: null, // the "Reconnected." line of the current connection, where recovery notes go
-  retryTimer: 0,
-  retryAt: 0,
   countdown: 0,
   refreshTimer: 0,
-  stopped: true, // no connection wanted (before joining, or after a refused login)
-  cursor: new Map(), // room -> {epoch, seq} of the newest message seen there
-  shown: new Set(), // "epoch:seq" keys on screen, so history never repeats a message
   rooms: [], // the last room list the server sent
   members: [],
   memberCount: 0,
   unread: 0,
 };
+
+// client is the connection. It is exported so that tests driving the page
+// (browser_test.go) can read it through import("/static/app.js").
+export const client = new Client({
+  url: `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`,
+  ticket: ticketFor,
+  onRefused,
+});
 
 // ---- small helpers ---------------------------------------------------------
 
@@ -94,12 +86,6 @@ function hue(name) {
   return h;
 }
 
-// frameBytes is the size of the frame that sending text would take: the
-// UTF-8 bytes of the whole JSON envelope, exactly as it goes on the wire.
-function frameBytes(text) {
-  return encoder.encode(JSON.stringify({ type: "send_message", payload: { message: text } })).length;
-}
-
 // ---- status and layout -----------------------------------------------------
 
 const statusText = {
@@ -116,8 +102,27 @@ function setStatus(s, detail) {
   updateComposer();
 }
 
+// showStatus renders the client's status, counting down to the next try.
+function showStatus(s) {
+  clearInterval(state.countdown);
+  if (s.waitingForNetwork) {
+    setStatus("offline", "offline — waiting for network");
+    return;
+  }
+  if (!s.retryAt) {
+    setStatus(s.state);
+    return;
+  }
+  const note = s.close ? closeReason(s.close.code, s.close.reason).note : "";
+  const tick = () => {
+    const sec = Math.max(0, Math.ceil((s.retryAt - Date.now()) / 1000));
+    setStatus(s.state, `${s.state} in ${sec}s` + (note ? " · " + note : ""));
+  };
+  tick();
+  state.countdown = setInterval(tick, 1000);
+}
+
 function setMe(name) {
-  state.me = name;
   ui.me.textContent = name;
   if (document.activeElement !== ui.renameInput) ui.renameInput.value = name;
 }
@@ -136,6 +141,11 @@ function openDrawer(open) {
 }
 
 // ---- the message list ------------------------------------------------------
+//
+// The list holds .msg items (messages the server numbered, in seq order),
+// .sys lines, and at the end .out items: our messages still in the
+// outbox, sending or not sent. A message's item and its outbox item share
+// data-local, the outbox id, once the server has acknowledged it.
 
 function nearBottom() {
   const m = ui.messages;
@@ -147,10 +157,11 @@ function toBottom() {
   ui.jump.hidden = true;
 }
 
-// place inserts li, keeping the view pinned to the bottom if it was there.
+// place inserts li before before, or else before the outbox items at the
+// end, keeping the view pinned to the bottom if it was there.
 function place(li, before, force) {
   const stick = force || nearBottom();
-  ui.messages.insertBefore(li, before || null);
+  ui.messages.insertBefore(li, before || ui.messages.querySelector(":scope > .out"));
   if (stick) toBottom();
   else ui.jump.hidden = false;
 }
@@ -167,17 +178,8 @@ function systemLine(text, kind) {
 function clearView(room) {
   ui.messages.replaceChildren();
   ui.jump.hidden = true;
-  state.shown.clear();
   state.viewRoom = room;
   setTitle();
-}
-
-// remember records the newest message position seen in a room, for since=.
-function remember(p) {
-  if (typeof p.seq !== "number" || !p.room) return;
-  const epoch = typeof p.epoch === "string" ? p.epoch : "";
-  const cur = state.cursor.get(p.room);
-  if (!cur || cur.epoch !== epoch || p.seq > cur.seq) state.cursor.set(p.room, { epoch, seq: p.seq });
 }
 
 // regroup hides the header of a message that follows one by the same sender
@@ -190,31 +192,11 @@ function regroup(li) {
   li.classList.toggle("cont", cont);
 }
 
-// addMessage shows one new_message payload (live or from history), once.
-// Messages that carry a seq are kept in seq order and never shown twice.
-function addMessage(p, fromHistory) {
-  if (!p || typeof p.message !== "string") return;
-  if (p.room && state.viewRoom && p.room !== state.viewRoom) return;
-  const hasSeq = typeof p.seq === "number";
-  const epoch = typeof p.epoch === "string" ? p.epoch : "";
-  if (hasSeq) {
-    const key = epoch + ":" + p.seq;
-    if (state.shown.has(key)) return;
-    state.shown.add(key);
-    remember(p);
-  }
-  const from = String(p.from ?? "");
-  const when = new Date(p.time);
-  const ts = Number.isNaN(when.getTime()) ? Date.now() : when.getTime();
-  const mine = from === state.me;
-
-  const li = make("li", "msg" + (mine ? " mine" : "") + (fromHistory ? " old" : ""));
+// bubble builds a message item: avatar, sender, time and text.
+function bubble(className, from, ts, text) {
+  const li = make("li", className);
   li.dataset.from = from;
   li.dataset.ts = String(ts);
-  if (hasSeq) {
-    li.dataset.seq = String(p.seq);
-    li.dataset.epoch = epoch;
-  }
   const avatar = make("span", "avatar", [...from][0]?.toUpperCase() || "?");
   avatar.setAttribute("aria-hidden", "true");
   avatar.style.setProperty("--hue", hue(from)); // CSSOM, which the CSP allows
@@ -225,17 +207,73 @@ function addMessage(p, fromHistory) {
   time.dateTime = new Date(ts).toISOString();
   time.title = dateFormat.format(ts);
   head.append(name, time);
-  const body = make("div", "body", p.message);
-  const bubble = make("div", "bubble");
-  bubble.append(head, body);
-  li.append(avatar, bubble);
+  const b = make("div", "bubble");
+  b.append(head, make("div", "body", text));
+  li.append(avatar, b);
+  return li;
+}
+
+// setDelivery shows where one of our messages is: sending…, sent, or not
+// sent with the actions that remain. A message the server may or may not
+// have taken (code "unconfirmed") says so rather than "not sent".
+function setDelivery(li, status, why, code) {
+  li.dataset.status = status;
+  let box = li.querySelector(".delivery");
+  if (!box) {
+    box = make("div", "delivery");
+    li.querySelector(".bubble").append(box);
+  }
+  box.replaceChildren();
+  box.title = "";
+  if (status === "sending") {
+    box.textContent = "sending…";
+  } else if (status === "sent") {
+    box.textContent = "✓ sent";
+  } else {
+    box.append(make("span", "why", code === "unconfirmed" ? "not confirmed" : "not sent"));
+    box.title = why || "";
+    const retry = make("button", "retry", "Retry");
+    retry.type = "button";
+    const discard = make("button", "discard", "Discard");
+    discard.type = "button";
+    box.append(retry, discard);
+  }
+}
+
+// byLocal finds the item of an outbox entry: its .out item, or the .msg it
+// became.
+function byLocal(selector, id) {
+  for (const li of ui.messages.querySelectorAll(selector)) if (li.dataset.local === id) return li;
+  return null;
+}
+
+// addMessage shows one new_message payload (live or from history); the
+// client hands over each message once. Items are kept in seq order.
+function addMessage(p, fromHistory, local) {
+  const hasSeq = typeof p.seq === "number";
+  const epoch = typeof p.epoch === "string" ? p.epoch : "";
+  const from = String(p.from ?? "");
+  const when = new Date(p.time);
+  const ts = Number.isNaN(when.getTime()) ? Date.now() : when.getTime();
+  const mine = from === client.me || !!local;
+
+  const li = bubble("msg" + (mine ? " mine" : "") + (fromHistory ? " old" : ""), from, ts, p.message);
+  if (hasSeq) {
+    li.dataset.seq = String(p.seq);
+    li.dataset.epoch = epoch;
+  }
+  if (local) {
+    li.dataset.local = local;
+    setDelivery(li, "sent");
+    byLocal(".out", local)?.remove();
+  }
 
   // Find the place by seq: after the last message of the same epoch with a
   // smaller seq. Live messages almost always go at the end.
   let before = null;
   if (hasSeq) {
     for (let n = ui.messages.lastElementChild; n; n = n.previousElementSibling) {
-      if (n.dataset.seq === undefined || n.dataset.epoch !== epoch) continue;
+      if (n.dataset.seq === undefined || n.dataset.epoch !== epoch || !n.classList.contains("msg")) continue;
       if (Number(n.dataset.seq) < p.seq) break;
       before = n;
     }
@@ -250,14 +288,47 @@ function addMessage(p, fromHistory) {
   }
 }
 
+// showEntry shows an outbox entry of the room on screen as an .out item.
+function showEntry(entry) {
+  if (entry.room !== state.viewRoom) return;
+  let li = byLocal(".out", entry.id);
+  if (!li) {
+    li = bubble("out mine", client.me, entry.at, entry.text);
+    li.dataset.local = entry.id;
+    ui.messages.append(li); // after every .msg and line: the outbox is the end of the list
+    toBottom();
+  }
+  setDelivery(li, entry.state, entry.error, entry.code);
+}
+
+// entrySent marks an acknowledged entry: the .msg it became, if that is on
+// screen (its echo came first), else its .out item until the echo comes.
+function entrySent(entry) {
+  const out = byLocal(".out", entry.id);
+  let msg = byLocal(".msg", entry.id);
+  if (!msg && entry.seq) {
+    msg = [...ui.messages.querySelectorAll(".msg")].find((e) =>
+      e.dataset.seq === String(entry.seq) && e.dataset.epoch === entry.epoch) || null;
+  }
+  if (msg) {
+    msg.dataset.local = entry.id;
+    msg.classList.add("mine");
+    setDelivery(msg, "sent");
+    out?.remove();
+  } else if (out) {
+    setDelivery(out, "sent");
+  }
+}
+
 // ---- rooms and members -----------------------------------------------------
 
 // renderRooms shows the room list. The current room's count comes from our
 // own member list, which presence events keep up to date between refreshes.
 function renderRooms(rooms) {
   if (Array.isArray(rooms)) state.rooms = rooms;
-  const list = state.rooms.filter((r) => r && typeof r.name === "string" && r.name !== state.room);
-  if (state.room) list.push({ name: state.room, members: Math.max(1, state.memberCount) });
+  const room = client.room;
+  const list = state.rooms.filter((r) => r && typeof r.name === "string" && r.name !== room);
+  if (room) list.push({ name: room, members: Math.max(1, state.memberCount) });
   list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   ui.rooms.replaceChildren(...list.map((r) => {
     const li = make("li");
@@ -266,7 +337,7 @@ function renderRooms(rooms) {
     b.dataset.room = r.name;
     b.append(make("span", "room-name", "#" + r.name), make("span", "count", String(r.members)));
     b.title = `${r.members} ${r.members === 1 ? "member" : "members"}`;
-    if (r.name === state.room) {
+    if (r.name === room) {
       b.classList.add("current");
       b.setAttribute("aria-current", "true");
     }
@@ -282,14 +353,15 @@ function setMembers(names, count) {
 }
 
 function renderMembers() {
+  const me = client.me;
   const sorted = state.members.slice().sort((a, b) => a.localeCompare(b));
   ui.members.replaceChildren(...sorted.map((n) => {
-    const li = make("li", n === state.me ? "member self" : "member");
+    const li = make("li", n === me ? "member self" : "member");
     const dot = make("span", "avatar small", [...n][0]?.toUpperCase() || "?");
     dot.setAttribute("aria-hidden", "true");
     dot.style.setProperty("--hue", hue(n));
     li.append(dot, make("span", "member-name", n));
-    if (n === state.me) li.append(make("span", "you", "you"));
+    if (n === me) li.append(make("span", "you", "you"));
     return li;
   }));
   const more = state.memberCount - sorted.length;
@@ -298,173 +370,153 @@ function renderMembers() {
   renderRooms();
 }
 
-// ---- server events ---------------------------------------------------------
-
-// handlers maps each server event type to what it does to the page.
-const handlers = {
-  room_changed(p) {
-    const first = !state.online;
-    const reconnect = first && state.everOnline;
-    state.online = true;
-    state.everOnline = true;
-    state.attempt = 0;
-    state.refusals = 0;
-    state.closeNote = "";
-    state.pendingRoom = "";
-    setMe(p.name || state.me);
-    const moved = p.room !== state.viewRoom;
-    state.room = p.room;
-    if (moved) {
-      clearView(p.room);
-      systemLine(`You joined #${p.room} as ${state.me}.`);
-      store("room", p.room);
-      const url = new URL(location.href);
-      url.searchParams.set("room", p.room);
-      history.replaceState(null, "", url);
-    } else if (reconnect) {
-      state.reconnectLine = systemLine("Reconnected.", "ok");
-    }
-    if (state.mode === "guest") store("nick", state.me);
-    setMembers(p.members, p.count);
-    setStatus("online");
-    send("list_rooms");
-    startRefresh();
-  },
-  new_message(p) {
-    addMessage(p, false);
-  },
-  history(p) {
-    if (p.room && p.room !== state.viewRoom) return;
-    const msgs = Array.isArray(p.messages) ? p.messages : [];
-    for (const m of msgs) addMessage({ epoch: p.epoch, room: p.room, ...m }, true);
-    // The event's epoch is the room's current one, even when the messages
-    // kept from before an epoch change still carry the old one in their
-    // payloads; resume from it next time (docs/PROTOCOL.md: "SEQ and E are
-    // from the last new_message or history you had"). An empty history
-    // means "nothing after seq 0" only on a resumed connection, where it
-    // holds everything kept; on a join it may just be -history-on-join 0.
-    const last = msgs.length ? msgs[msgs.length - 1].seq : state.resumeFrom ? 0 : undefined;
-    if (typeof p.epoch === "string" && p.epoch && p.room && typeof last === "number") {
-      const cur = state.cursor.get(p.room);
-      if (!cur || cur.epoch !== p.epoch || last > cur.seq) state.cursor.set(p.room, { epoch: p.epoch, seq: last });
-    }
-  },
-  recovery(p) {
-    if (p.room && p.room !== state.viewRoom) return;
-    const from = state.resumeFrom;
-    state.resumeFrom = null; // later history events (change_room) are plain joins
-    if (p.recovered !== false) return; // nothing lost: the replayed messages are already in place
-    let text;
-    let anchor = null;
-    if (p.reset) {
-      // A new epoch: what was said in the old one after our last message
-      // is gone and cannot be counted, so say so without a number.
-      text = `The history of #${p.room || state.room} was reset on the server; messages sent while you were away may be lost.`;
-    } else {
-      let n = NaN;
-      if (typeof p.missed === "number") n = p.missed;
-      else if (typeof p.missed_from === "number" && typeof p.missed_to === "number") n = p.missed_to - p.missed_from + 1;
-      text = n > 0
-        ? `${n} ${n === 1 ? "message" : "messages"} missed while you were away; the server no longer has ${n === 1 ? "it" : "them"}.`
-        : "Some messages sent while you were away are no longer kept by the server.";
-      // Put the note in the gap: before the first message after it.
-      const epoch = from ? from.epoch : "";
-      if (typeof p.missed_to === "number") {
-        anchor = [...ui.messages.querySelectorAll(".msg")].find((e) =>
-          e.dataset.epoch === epoch && Number(e.dataset.seq) > p.missed_to) || null;
-      }
-    }
-    if (!anchor && state.reconnectLine && state.reconnectLine.isConnected) anchor = state.reconnectLine.nextSibling;
-    place(make("li", "sys warn", text), anchor);
-  },
-  presence(p) {
-    if (p.room && p.room !== state.room) return;
-    if (p.event === "join") {
-      if (!state.members.includes(p.name)) {
-        state.members.push(p.name);
-        state.memberCount++;
-      }
-      systemLine(`${p.name} joined`);
-    } else if (p.event === "leave") {
-      const i = state.members.indexOf(p.name);
-      if (i >= 0) {
-        state.members.splice(i, 1);
-        state.memberCount--;
-      }
-      systemLine(`${p.name} left`);
-    } else if (p.event === "rename") {
-      state.members = state.members.map((n) => (n === p.old_name ? p.name : n));
-      if (p.old_name === state.me) {
-        setMe(p.name);
-        if (state.mode === "guest") store("nick", p.name);
-        systemLine(`You are now ${p.name}.`);
-      } else {
-        systemLine(`${p.old_name} is now known as ${p.name}`);
-      }
-    }
-    renderMembers();
-  },
-  rooms(p) {
-    renderRooms(p.rooms);
-  },
-  members(p) {
-    if (p.room === state.room) setMembers(p.members, p.count);
-  },
-  error(p) {
-    const text = String(p.message || p.code || "error");
-    // A burst of the same error (rate_limited when sending too fast) is
-    // one line with a count, not a wall of copies.
-    const last = ui.messages.lastElementChild;
-    if (last && last.classList.contains("error") && last.dataset.text === text) {
-      const n = Number(last.dataset.repeat || "1") + 1;
-      last.dataset.repeat = String(n);
-      last.textContent = `${text} (×${n})`;
-    } else {
-      const li = systemLine(text, "error");
-      li.dataset.text = text;
-      li.dataset.code = String(p.code || "");
-    }
-    if (state.pendingRoom && (p.code === "bad_room" || p.code === "name_taken" || p.code === "already_in_room")) {
-      state.pendingRoom = "";
-    }
-  },
-};
-
-function onFrame(data) {
-  if (typeof data !== "string") return;
-  for (const line of data.split("\n")) {
-    if (!line.trim()) continue;
-    let ev;
-    try {
-      ev = JSON.parse(line);
-    } catch {
-      console.warn("hubbub: unreadable event", line);
-      continue;
-    }
-    const h = ev && handlers[ev.type];
-    if (h) h(ev.payload || {});
-    else console.debug("hubbub: ignoring event", ev && ev.type);
-  }
-}
-
-// ---- the connection --------------------------------------------------------
-
-function send(type, payload) {
-  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
-  const ev = payload === undefined ? { type } : { type, payload };
-  state.ws.send(JSON.stringify(ev));
-  return true;
-}
-
 function startRefresh() {
   clearInterval(state.refreshTimer);
   state.refreshTimer = setInterval(() => {
-    send("list_rooms");
-    send("list_members");
+    client.request("list_rooms");
+    client.request("list_members");
   }, REFRESH_MS);
 }
 
-// loginError is a failed POST /login, with the HTTP status.
+// ---- the client's events ---------------------------------------------------
+
+client.on("status", showStatus);
+
+client.on("joined", (d) => {
+  state.refusals = 0;
+  setMe(d.name);
+  if (d.moved) {
+    clearView(d.room);
+    systemLine(`You joined #${d.room} as ${d.name}.`);
+    store("room", d.room);
+    const url = new URL(location.href);
+    url.searchParams.set("room", d.room);
+    history.replaceState(null, "", url);
+    for (const entry of client.outbox(d.room)) showEntry(entry);
+  } else if (d.reconnect) {
+    state.reconnectLine = systemLine("Reconnected.", "ok");
+  }
+  if (state.mode === "guest") store("nick", d.name);
+  setMembers(d.members, d.count);
+  client.request("list_rooms");
+  startRefresh();
+});
+
+client.on("message", (d) => addMessage(d.message, d.history, d.local));
+
+client.on("recovery", (p) => {
+  if (p.recovered !== false) return; // nothing lost: the replayed messages are already in place
+  let text;
+  let anchor = null;
+  if (p.reset) {
+    // A new epoch: what was said in the old one after our last message
+    // is gone and cannot be counted, so say so without a number.
+    text = `The history of #${p.room || client.room} was reset on the server; messages sent while you were away may be lost.`;
+  } else {
+    let n = NaN;
+    if (typeof p.missed === "number") n = p.missed;
+    else if (typeof p.missed_from === "number" && typeof p.missed_to === "number") n = p.missed_to - p.missed_from + 1;
+    text = n > 0
+      ? `${n} ${n === 1 ? "message" : "messages"} missed while you were away; the server no longer has ${n === 1 ? "it" : "them"}.`
+      : "Some messages sent while you were away are no longer kept by the server.";
+    // Put the note in the gap: before the first message after it.
+    const epoch = p.resumedFrom ? p.resumedFrom.epoch : "";
+    if (typeof p.missed_to === "number") {
+      anchor = [...ui.messages.querySelectorAll(".msg")].find((e) =>
+        e.dataset.epoch === epoch && Number(e.dataset.seq) > p.missed_to) || null;
+    }
+  }
+  if (!anchor && state.reconnectLine && state.reconnectLine.isConnected) anchor = state.reconnectLine.nextSibling;
+  place(make("li", "sys warn", text), anchor);
+});
+
+client.on("presence", (p) => {
+  if (p.room && p.room !== client.room) return;
+  if (p.event === "join") {
+    if (!state.members.includes(p.name)) {
+      state.members.push(p.name);
+      state.memberCount++;
+    }
+    systemLine(`${p.name} joined`);
+  } else if (p.event === "leave") {
+    const i = state.members.indexOf(p.name);
+    if (i >= 0) {
+      state.members.splice(i, 1);
+      state.memberCount--;
+    }
+    systemLine(`${p.name} left`);
+  } else if (p.event === "rename") {
+    state.members = state.members.map((n) => (n === p.old_name ? p.name : n));
+    if (p.own) {
+      setMe(p.name);
+      if (state.mode === "guest") store("nick", p.name);
+      systemLine(`You are now ${p.name}.`);
+    } else {
+      systemLine(`${p.old_name} is now known as ${p.name}`);
+    }
+  }
+  renderMembers();
+});
+
+client.on("rooms", (p) => renderRooms(p.rooms));
+
+client.on("members", (p) => {
+  if (p.room === client.room) setMembers(p.members, p.count);
+});
+
+client.on("error", (p) => {
+  const text = String(p.message || p.code || "error");
+  // A burst of the same error (rate_limited when sending too fast) is
+  // one line with a count, not a wall of copies.
+  let last = ui.messages.lastElementChild;
+  while (last && last.classList.contains("out")) last = last.previousElementSibling;
+  if (last && last.classList.contains("error") && last.dataset.text === text) {
+    const n = Number(last.dataset.repeat || "1") + 1;
+    last.dataset.repeat = String(n);
+    last.textContent = `${text} (×${n})`;
+  } else {
+    const li = systemLine(text, "error");
+    li.dataset.text = text;
+    li.dataset.code = String(p.code || "");
+  }
+});
+
+client.on("closed", (d) => {
+  clearInterval(state.refreshTimer);
+  if (d.wasOnline) systemLine(`${closeReason(d.code, d.reason).text} Reconnecting…`, "warn");
+});
+
+client.on("outbox", (d) => {
+  if (d.change === "sent") entrySent(d.entry);
+  else if (d.change === "removed") byLocal(".out", d.entry.id)?.remove();
+  else showEntry(d.entry);
+});
+
+// closeReason explains a close code: text for the message list and a short
+// note for the status line. The server closes with 1008 when the page sent
+// too much too fast and 1013 when the page could not keep up with what it
+// was sent; both are worth telling the user (the client waits longer
+// before trying again after them).
+function closeReason(code, reason) {
+  switch (code) {
+    case 1008:
+      return {
+        text: "The server closed the connection: this page sent too many messages too fast (flooding).",
+        note: "closed for flooding",
+      };
+    case 1013:
+      return {
+        text: "The server dropped the connection: this page fell behind the messages sent to it (slow consumer).",
+        note: "dropped: too slow",
+      };
+    default:
+      return { text: `Connection lost${reason ? " (" + reason + ")" : ""}.`, note: "" };
+  }
+}
+
+// ---- signing in ------------------------------------------------------------
+
+// LoginError is a failed POST /login, with the HTTP status.
 class LoginError extends Error {
   constructor(status, message) {
     super(message);
@@ -493,6 +545,23 @@ async function login(creds) {
   return body.ticket;
 }
 
+// ticketFor is what the client connects with: the jwt, a ticket (the one
+// the login form got, then a fresh one per connection), or "" for a guest.
+// A login that no longer works brings the login form back.
+async function ticketFor() {
+  if (state.mode === "jwt") return state.token;
+  if (!state.creds) return "";
+  const t = state.ticket;
+  state.ticket = "";
+  if (t) return t;
+  try {
+    return await login(state.creds);
+  } catch (err) {
+    if (err.status === 401) showGate("login", "Please log in again.");
+    throw err; // the client retries with backoff, unless showGate stopped it
+  }
+}
+
 // loadAuth asks the server how people sign in: GET /auth answers
 // {"mode":"guest"|"login"|"jwt","login":bool}, login saying whether POST
 // /login works. No answer (server down, or an older server without /auth)
@@ -509,142 +578,28 @@ async function loadAuth() {
   }
 }
 
-// connect opens a socket to the current room. On a reconnect it asks for
-// what was missed (since/epoch) when the server has given us positions.
-async function connect() {
-  clearTimeout(state.retryTimer);
-  clearInterval(state.countdown);
-  if (state.ws || state.stopped) return;
-  const gen = ++state.gen;
-  setStatus(state.everOnline ? "reconnecting" : "connecting");
-
-  const q = new URLSearchParams({ room: state.room });
-  if (state.mode === "jwt") {
-    q.set("ticket", state.token);
-  } else if (state.creds) {
-    let ticket = state.ticket;
-    state.ticket = "";
-    if (!ticket) {
-      try {
-        ticket = await login(state.creds);
-      } catch (err) {
-        if (gen !== state.gen) return;
-        if (err.status === 401) {
-          showGate("login", "Please log in again.");
-          return;
-        }
-        retryLater();
-        return;
-      }
-      if (gen !== state.gen || state.stopped) return;
-    }
-    q.set("ticket", ticket);
-  } else {
-    q.set("name", state.me || state.nick);
-  }
-  const cur = state.cursor.get(state.room);
-  state.resumeFrom = null;
-  state.reconnectLine = null;
-  if (state.everOnline && cur && cur.epoch) { // the server wants both or neither
-    q.set("since", String(cur.seq));
-    q.set("epoch", cur.epoch);
-    state.resumeFrom = { ...cur };
-  }
-
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}/ws?${q}`);
-  state.ws = ws;
-  let opened = false;
-  ws.onopen = () => { opened = true; };
-  ws.onmessage = (e) => { if (ws === state.ws) onFrame(e.data); };
-  ws.onclose = (e) => {
-    if (ws !== state.ws) return;
-    state.ws = null;
-    clearInterval(state.refreshTimer);
-    const wasOnline = state.online;
-    state.online = false;
-    const why = closeReason(e.code, e.reason);
-    state.closeNote = why.note;
-    if (wasOnline) systemLine(`${why.text} Reconnecting…`, "warn");
-    if (state.stopped) {
-      setStatus("offline");
-      return;
-    }
-    state.attempt = Math.max(state.attempt, why.backoff);
-    retryLater(!opened);
-  };
-}
-
-// closeReason explains a close code: text for the message list, a short
-// note for the status line, and the backoff step to start from. The
-// server closes with 1008 when the page sent too much too fast (so wait
-// before trying again) and 1013 when the page could not keep up with what
-// it was sent; both are worth telling the user.
-function closeReason(code, reason) {
-  switch (code) {
-    case 1008:
-      return {
-        text: "The server closed the connection: this page sent too many messages too fast (flooding).",
-        note: "closed for flooding", backoff: 2,
-      };
-    case 1013:
-      return {
-        text: "The server dropped the connection: this page fell behind the messages sent to it (slow consumer).",
-        note: "dropped: too slow", backoff: 1,
-      };
-    default:
-      return { text: `Connection lost${reason ? " (" + reason + ")" : ""}.`, note: "", backoff: 0 };
-  }
-}
-
-// retryLater schedules the next attempt with exponential backoff and
-// jitter: the wait doubles up to BACKOFF_MAX_MS and is spread over its
-// upper half, so a crowd dropped at once does not return at once.
-function retryLater(refused) {
-  if (state.stopped) return;
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** state.attempt);
-  const wait = ceiling / 2 + Math.random() * (ceiling / 2);
-  state.attempt++;
-  if (!navigator.onLine) {
-    setStatus("offline", "offline — waiting for network");
-    return; // the "online" listener reconnects
-  }
-  state.retryAt = Date.now() + wait;
-  const tick = () => {
-    const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-    const verb = state.everOnline ? "reconnecting" : "connecting";
-    setStatus(verb, `${verb} in ${s}s` + (state.closeNote ? " · " + state.closeNote : ""));
-  };
-  tick();
-  clearInterval(state.countdown);
-  state.countdown = setInterval(tick, 1000);
-  state.retryTimer = setTimeout(async () => {
-    clearInterval(state.countdown);
-    if (refused && !state.creds && await refusedForGood()) return;
-    connect();
-  }, wait);
-}
-
-// refusedForGood looks into a refused handshake, which the browser reports
-// without its HTTP status. If the server answers GET /auth it is up and
-// refused us on purpose: it now wants a login, or it does not take our
-// name (a guest asking for a registered name gets 403) or our token. Then
-// retrying cannot help, so it shows the sign-in screen with a note and
-// returns true. A server that is down keeps us retrying. A page that was
-// online before gets three tries, since a full server (503) or too many
-// connections from one address (429) pass.
-async function refusedForGood() {
-  const gen = state.gen;
+// onRefused looks into a refused handshake, which the browser reports
+// without its HTTP status, before the client tries again. If the server
+// answers GET /auth it is up and refused us on purpose: it now wants a
+// login, or it does not take our name (a guest asking for a registered
+// name gets 403) or our token. Then retrying cannot help, so it shows the
+// sign-in screen with a note, which stops the client. A server that is
+// down keeps the client retrying. A page that was online before gets three
+// tries, since a full server (503) or too many connections from one
+// address (429) pass. A logged-in page gets a fresh ticket each try, and a
+// login that fails says so itself (ticketFor).
+async function onRefused() {
+  if (state.creds) return;
   const auth = await loadAuth();
-  if (gen !== state.gen || state.stopped || !auth.known) return false;
+  if (!client.active || !auth.known) return;
   if (auth.mode !== state.mode) {
     applyAuth(auth);
     showGate(auth.mode === "login" ? "login" : auth.mode === "jwt" ? "token" : "join",
       auth.mode === "guest" ? "This server no longer asks for a login." : "This server now asks you to log in.");
-    return true;
+    return;
   }
   state.canLogin = auth.login;
-  if (state.everOnline && ++state.refusals < 3) return false;
+  if (client.everOnline && ++state.refusals < 3) return;
   if (state.mode === "jwt") {
     showGate("token", "The server did not accept your sign-in token; it may have expired.");
   } else {
@@ -652,33 +607,7 @@ async function refusedForGood() {
       ? "That name may belong to a registered user: log in to use it, or pick another name."
       : "Pick another name, or try again later."));
   }
-  return true;
 }
-
-// reconnectNow skips the backoff wait (network back, tab shown again).
-function reconnectNow() {
-  if (state.stopped || state.ws) return;
-  state.attempt = 0;
-  connect();
-}
-
-// disconnect stops connecting and closes the socket.
-function disconnect() {
-  state.stopped = true;
-  clearTimeout(state.retryTimer);
-  clearInterval(state.countdown);
-  clearInterval(state.refreshTimer);
-  state.gen++;
-  if (state.ws) {
-    const ws = state.ws;
-    state.ws = null;
-    ws.close(1000, "bye");
-  }
-  state.online = false;
-  setStatus("offline");
-}
-
-// ---- the sign-in screen ----------------------------------------------------
 
 function applyAuth(auth) {
   state.mode = auth.mode;
@@ -687,7 +616,9 @@ function applyAuth(auth) {
 
 // showGate shows the join, login or token screen over the chat.
 function showGate(which, note) {
-  disconnect();
+  client.stop();
+  clearInterval(state.refreshTimer);
+  clearInterval(state.countdown);
   ui.gate.hidden = false;
   ui.joinForm.hidden = which !== "join";
   ui.loginForm.hidden = which !== "login";
@@ -697,7 +628,7 @@ function showGate(which, note) {
   ui.joinError.textContent = which === "join" ? note || "" : "";
   ui.loginError.textContent = which === "login" ? note || "" : "";
   ui.tokenError.textContent = which === "token" ? note || "" : "";
-  const room = state.room || new URLSearchParams(location.search).get("room") || recall("room") || "general";
+  const room = client.room || new URLSearchParams(location.search).get("room") || recall("room") || "general";
   ui.joinRoom.value = room;
   ui.loginRoom.value = room;
   if (which === "join") {
@@ -710,13 +641,11 @@ function showGate(which, note) {
 
 // enter hides the sign-in screen and connects.
 function enter(room) {
-  state.room = room;
-  state.stopped = false;
-  state.attempt = 0;
   ui.gate.hidden = true;
   ui.renamePanel.hidden = state.mode !== "guest" || !!state.creds;
   ui.input.focus();
-  connect();
+  const guest = state.mode === "guest" && !state.creds;
+  client.start({ room, name: guest ? state.nick : "", user: state.creds ? state.creds.username : "" });
 }
 
 ui.joinForm.addEventListener("submit", (e) => {
@@ -734,7 +663,6 @@ ui.joinForm.addEventListener("submit", (e) => {
     return;
   }
   state.nick = nick;
-  state.me = "";
   state.creds = null;
   store("nick", nick);
   enter(room);
@@ -761,7 +689,6 @@ ui.loginForm.addEventListener("submit", async (e) => {
   }
   state.creds = creds;
   ui.password.value = "";
-  state.me = "";
   enter(room);
 });
 
@@ -771,7 +698,8 @@ ui.showJoin.addEventListener("click", () => showGate("join"));
 // ---- composing -------------------------------------------------------------
 
 // updateComposer shows the frame size and allows Send only for a message
-// the server will take whole.
+// the server will take whole. Offline, Send puts the message in the
+// outbox, which sends it after the reconnect.
 function updateComposer() {
   const text = ui.input.value.trim();
   const bytes = frameBytes(text);
@@ -786,7 +714,7 @@ function updateComposer() {
     : `${bytes} of ${MAX_FRAME} bytes`;
   ui.input.setAttribute("aria-invalid", String(over));
   ui.composer.classList.toggle("over", over);
-  ui.send.disabled = over || text === "" || !state.online;
+  ui.send.disabled = over || text === "" || !client.active;
 }
 
 ui.input.addEventListener("input", updateComposer);
@@ -795,12 +723,22 @@ ui.composer.addEventListener("submit", (e) => {
   e.preventDefault();
   updateComposer();
   if (ui.send.disabled) return;
-  // The server echoes our message back: that echo is the confirmation.
-  if (send("send_message", { message: ui.input.value.trim() })) {
+  const r = client.send(ui.input.value.trim());
+  if (r.ok) {
     ui.input.value = "";
     updateComposer();
     toBottom();
+  } else if (r.reason === "full") {
+    systemLine(`${OUTBOX_MAX} messages are waiting to be sent; this one can go once some of them have.`, "error");
   }
+});
+
+ui.messages.addEventListener("click", (e) => {
+  const b = e.target.closest(".out button");
+  if (!b) return;
+  const id = b.closest(".out").dataset.local;
+  if (b.classList.contains("retry")) client.retry(id);
+  else if (b.classList.contains("discard")) client.discard(id);
 });
 
 ui.roomForm.addEventListener("submit", (e) => {
@@ -824,9 +762,8 @@ ui.rooms.addEventListener("click", (e) => {
 
 function switchRoom(room) {
   openDrawer(false);
-  if (room === state.room) return;
-  if (send("change_room", { name: room })) state.pendingRoom = room;
-  else systemLine("Not connected; try again when online.", "error");
+  if (room === client.room) return;
+  if (!client.changeRoom(room)) systemLine("Not connected; try again when online.", "error");
 }
 
 ui.renameForm.addEventListener("submit", (e) => {
@@ -837,7 +774,7 @@ ui.renameForm.addEventListener("submit", (e) => {
     ui.renameInput.reportValidity();
     return;
   }
-  if (name !== state.me) send("change_name", { name });
+  if (name !== client.me) client.rename(name);
   openDrawer(false);
 });
 
@@ -854,20 +791,20 @@ ui.messages.addEventListener("scroll", () => {
 });
 ui.jump.addEventListener("click", toBottom);
 
-window.addEventListener("online", reconnectNow);
-window.addEventListener("offline", () => {
-  if (!state.ws && !state.stopped) setStatus("offline", "offline — waiting for network");
-});
+// The client cannot see the network or the tab: the page tells it.
+window.addEventListener("online", () => client.setNetwork(true));
+window.addEventListener("offline", () => client.setNetwork(false));
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
   state.unread = 0;
   setTitle();
-  reconnectNow();
+  client.reconnectNow();
 });
 
 // ---- start -----------------------------------------------------------------
 
 async function start() {
+  client.setNetwork(navigator.onLine);
   updateComposer();
   setTitle();
   const auth = await loadAuth();
