@@ -9,8 +9,8 @@ package main
 //
 // Adding a command: a type and its run method here, a case in decodeJSON
 // and parseLine, the event it answers with (events.go), its entry in
-// docs/PROTOCOL.md, the page (static/app.js) and tests; docs/ARCHITECTURE.md
-// has the whole checklist.
+// docs/PROTOCOL.md, the browser's client module (static/hubbub.js) and page
+// (static/app.js), and tests; docs/ARCHITECTURE.md has the whole checklist.
 
 // command is one decoded client action. It holds nothing the hub owns.
 type command interface {

@@ -369,8 +369,9 @@ func TestHomeAndStatic(t *testing.T) {
 		path, wantType, wantBody string
 		wantCode                 int
 	}{
-		{"/", "text/html; charset=utf-8", "<title>hubbub</title>", 200},
-		{"/static/app.js", "text/javascript; charset=utf-8", "WebSocket", 200},
+		{"/", "text/html; charset=utf-8", `<script type="module" src="/static/app.js">`, 200},
+		{"/static/app.js", "text/javascript; charset=utf-8", `from "./hubbub.js"`, 200},
+		{"/static/hubbub.js", "text/javascript; charset=utf-8", "export class Client", 200},
 		{"/static/style.css", "text/css; charset=utf-8", "", 200},
 		{"/static/nope.js", "", "", 404},
 		{"/main.go", "", "", 404},

@@ -35,7 +35,7 @@
 //             {id, room, text, at, state, code, error, seq, epoch}.
 
 export const MAX_FRAME = 512; // the server's read limit for one client frame, in bytes
-export const MAX_CHARS = 400; // the server cuts messages after this many characters
+export const MAX_CHARS = 400; // the server refuses longer messages (too_long)
 export const BACKOFF_MIN_MS = 500; // the first reconnect waits 250–500 ms
 export const BACKOFF_MAX_MS = 30_000; // and no attempt waits longer than this
 export const OUTBOX_MAX = 50; // messages waiting or failed, over all rooms
