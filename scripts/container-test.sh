@@ -5,8 +5,9 @@
 # message between a JSON and a text WebSocket client, deliver a message
 # posted through the API, and stop cleanly on SIGTERM.
 #
-# There is no Docker engine and no reachable image registry here, so:
-#  - podman comes from Debian (installed below if missing);
+# There is no Docker engine and no reachable image registry here, so
+# (scripts/podman-lib.sh, shared with ci-deploy.sh):
+#  - podman comes from Debian (installed if missing);
 #  - its settings come from a containers.conf of our own (CONTAINERS_CONF):
 #    runc, cgroupfs, file events, explicit ulimits;
 #  - the builder image the Dockerfile names (golang:1.26) is made locally
@@ -19,8 +20,8 @@
 #
 # Afterwards the container and the test image are removed; the builder base
 # image, podman's build layers and the Go build cache
-# (/var/tmp/hubbub-container-test-gocache) stay, so a rerun after a source
-# edit rebuilds in seconds instead of minutes.
+# (/var/tmp/hubbub-container-test-gocache, HUBBUB_GOCACHE) stay, so a rerun
+# after a source edit rebuilds in seconds instead of minutes.
 #
 # It skips (exit 0, saying why) only when podman cannot run a container on
 # this machine at all; any other failure fails.
@@ -31,6 +32,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
+source scripts/podman-lib.sh
 
 PORT="${HUBBUB_CONTAINER_PORT:-18480}"
 BASE_IMAGE=docker.io/library/golang:1.26 # must match the Dockerfile's FROM
@@ -45,21 +47,8 @@ skip() { say "SKIP: $*"; exit 0; }
 
 grep -q "^FROM $BASE_IMAGE AS build" Dockerfile || fail "Dockerfile's builder is not $BASE_IMAGE; update BASE_IMAGE here"
 
-# --- podman, from Debian ----------------------------------------------------
-missing=()
-for pkg in podman runc busybox-static ca-certificates; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  say "installing ${missing[*]} with apt"
-  export DEBIAN_FRONTEND=noninteractive
-  # Colleagues' installs may hold the lock: wait for it rather than fail.
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
-fi
-say "$(podman --version), $(runc --version | head -1)"
+# --- podman, from Debian, and the builder base image --------------------------
+podman_install
 
 WORK="$(mktemp -d)"
 cleanup() {
@@ -69,68 +58,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$WORK/containers.conf" <<'EOF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-EOF
-export CONTAINERS_CONF="$WORK/containers.conf"
-
-if ! podman info >"$WORK/info.log" 2>&1; then
-  skip "podman cannot run on this machine: 'podman info' fails: $(tail -3 "$WORK/info.log")"
-fi
-
-# --- the builder base image ---------------------------------------------------
-goroot="$(go env GOROOT)"
-gover="$(go env GOVERSION)"
-label="$(podman image inspect -f '{{index .Config.Labels "hubbub.local-base"}}' "$BASE_IMAGE" 2>/dev/null || echo absent)"
-[ "$label" != "<no value>" ] || label="" # present, but not one of ours
-if [ "$label" = absent ] || { [ -n "$label" ] && [ "$label" != "$gover" ]; }; then
-  say "making $BASE_IMAGE locally from $goroot ($gover)"
-  root="$WORK/root"
-  mkdir -p "$root/bin" "$root/etc/ssl/certs" "$root/tmp" "$root/go" "$root/root"
-  chmod 1777 "$root/tmp"
-  cp /bin/busybox "$root/bin/busybox" # from busybox-static: no libc needed
-  for applet in sh ls cat env true; do ln -s busybox "$root/bin/$applet"; done
-  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-  # The toolchain goes in as usr/local/go wherever it lives here.
-  tar -cf "$WORK/base.tar" -C "$root" . \
-    -C "$(dirname "$goroot")" --transform "s,^$(basename "$goroot"),usr/local/go," "$(basename "$goroot")"
-  podman rmi -f "$BASE_IMAGE" >/dev/null 2>&1 || true
-  # The same environment as the official image.
-  podman import \
-    --change 'ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV GOPATH=/go' --change 'ENV GOTOOLCHAIN=local' --change 'WORKDIR /go' \
-    --change "LABEL hubbub.local-base=$gover" \
-    "$WORK/base.tar" "$BASE_IMAGE" >"$WORK/import.log" 2>&1 || { cat "$WORK/import.log"; fail "podman import"; }
-  rm -f "$WORK/base.tar"
-elif [ -z "$label" ]; then
-  say "using the existing $BASE_IMAGE"
-else
-  say "reusing the local $BASE_IMAGE ($gover)"
-fi
-
-# Whether podman can start a container here at all, with nothing of ours in
-# it: if not, this machine cannot run the test.
-if ! podman run --rm --network host "$BASE_IMAGE" /bin/true >"$WORK/run.log" 2>&1; then
-  skip "podman cannot start containers on this machine: $(tail -3 "$WORK/run.log")"
-fi
+podman_configure
+golang_base "$BASE_IMAGE"
+podman_can_start "$BASE_IMAGE"
 
 # --- build and inspect --------------------------------------------------------
 say "building $IMAGE (version $VERSION)"
-# The Go build cache survives between runs in a directory of its own, so a
-# rerun after a source edit recompiles only what changed. Entries are keyed
-# by their inputs, so a stale one can never be used.
-gocache=/var/tmp/hubbub-container-test-gocache
-mkdir -p "$gocache"
+mkdir -p "$HUBBUB_GOCACHE"
 # docker format: the OCI image format has no HEALTHCHECK.
-if ! podman build --format docker --network host --volume "$gocache:/root/.cache/go-build" \
+if ! podman build --format docker --network host --volume "$HUBBUB_GOCACHE:/root/.cache/go-build" \
   --build-arg "VERSION=$VERSION" -t "$IMAGE" . >"$WORK/build.log" 2>&1; then
   tail -40 "$WORK/build.log"
   fail "podman build"
