@@ -541,8 +541,8 @@ func TestHistoryConfig(t *testing.T) {
 }
 
 // BenchmarkBroadcastHistory measures one chat message through the hub to a
-// room of 10 members: numbering, encoding, keeping it (or not) and queuing
-// it for each member. The hub is driven directly, without run, so the
+// room of 10 members: numbering, encoding, keeping it (or not; on disk,
+// waiting for its commit too) and queuing it for each member. The hub is driven directly, without run, so the
 // numbers are the hub's own cost, not the network's.
 func BenchmarkBroadcastHistory(b *testing.B) {
 	for _, bc := range []struct {
@@ -588,6 +588,15 @@ func BenchmarkBroadcastHistory(b *testing.B) {
 					h.handle(r)
 					if ev, ok := r.r.(*brokerEvent); ok && ev.d.Kind == DeliverMessage {
 						break
+					}
+				}
+				if bc.store {
+					// On disk first: the broadcast waits for the commit.
+					for r := <-h.inbound; ; r = <-h.inbound {
+						h.handle(r)
+						if _, ok := r.r.(storedRequest); ok {
+							break
+						}
 					}
 				}
 				for _, m := range members {
