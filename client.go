@@ -39,7 +39,8 @@ type Client struct {
 	release func()
 
 	// Owned by Hub.run.
-	name string
+	pingSlot uint8 // which of the hub's ping ticks pings this client (pingSome)
+	name     string
 	// sender is who the client is for dedupe (ack.go): its login, else
 	// the name it last asked for — at connect or with a successful
 	// change of name — else the name it was given. A client that asked

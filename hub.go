@@ -36,7 +36,7 @@ import (
 //	connection   goneRequest         hub.go                     Hub.disconnect: counted if the connection ended it
 //	broker       *brokerEvent        Hub.handleBroker (cluster.go)  historyBook.recordAt (history.go), Hub.broadcast
 //	HTTP API     *apiCall            Hub.serveAPI (api.go)      Hub.publishAs (cluster.go)
-//	ticker       —                   Hub.pingAll (hub.go)
+//	ticker       —                   Hub.pingSome (hub.go)
 //	Shutdown     quit, kill          run (hub.go)               Hub.disconnect(dcShutdown), then Abort
 //
 // Adding a request kind: docs/ARCHITECTURE.md has the checklist.
@@ -51,6 +51,7 @@ type Hub struct {
 	leaves    []presenceNote // presence to announce once the current event is done
 	nextID    uint64         // id of the next chat message
 	apiSeq    uint64         // names API messages sent without an Idempotency-Key (api.go)
+	pingTurn  uint64         // counts clients in, to deal them into ping slots
 	draining  bool           // Shutdown has begun: no new members
 	history   *historyBook   // per-room seq, epoch and recent messages (history.go)
 	broker    Broker         // carries messages and presence (cluster.go); safe from any goroutine
@@ -131,12 +132,14 @@ func (h *Hub) run() {
 	}
 	defer close(h.done)
 	quit, kill := h.quit, h.kill
-	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pingAll
+	ping := time.NewTicker(max(h.cfg.PingPeriod/pingSlots, time.Millisecond)) // one for all clients: see pingSome
 	defer ping.Stop()
+	slot := 0
 	for {
 		select {
 		case <-ping.C:
-			h.pingAll()
+			h.pingSome(slot)
+			slot = (slot + 1) % pingSlots
 		case c := <-h.register:
 			h.m.connectsTotal.Inc()
 			h.add(c)
@@ -253,15 +256,26 @@ func (h *Hub) gone(c *Client, d wsconn.Disconnect) {
 	}
 }
 
-// pingAll asks every client's connection for a ping. Pings come from this
-// one ticker in the hub rather than a timer per connection: at tens of
-// thousands of idle connections a timer each is memory for nothing, and
-// the hub already knows every live client. Must only be called from run.
-func (h *Hub) pingAll() {
+// pingSome asks the connections of the clients in ping slot slot for a
+// ping. Pings come from one ticker in the hub rather than a timer per
+// connection: at tens of thousands of idle connections a timer each is
+// memory for nothing, and the hub already knows every live client. The
+// ticker runs pingSlots times per PingPeriod and each tick pings one slot,
+// so every client is pinged once a period, and never all at once: a ping
+// starts a writer goroutine and its pong a reader helper, each with a
+// stack of its own for a moment, and twenty thousand of them at once
+// would leave their memory in the process's RSS long after they are gone
+// (measured in docs/BENCHMARKS.md). Must only be called from run.
+func (h *Hub) pingSome(slot int) {
 	for c := range h.clients {
-		c.conn.Ping()
+		if int(c.pingSlot) == slot {
+			c.conn.Ping()
+		}
 	}
 }
+
+// pingSlots is how many groups pings are spread over within a PingPeriod.
+const pingSlots = 32
 
 // Shutdown closes every connection with 1001 (going away) after its queue
 // is written, and waits for every connection to end. If ctx ends first, the
@@ -288,6 +302,8 @@ func (h *Hub) add(c *Client) {
 		h.disconnect(c, dcShutdown)
 		return
 	}
+	h.pingTurn++
+	c.pingSlot = uint8(h.pingTurn % pingSlots)
 	c.name = c.wantName
 	if c.name == "" {
 		c.name = guestName()

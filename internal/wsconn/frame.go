@@ -42,35 +42,36 @@ func (e protocolError) Error() string { return string(e) }
 // frame must be masked; control frames must be whole and short.
 func readHeader(br *bufio.Reader) (header, error) {
 	var h header
-	var b [8]byte
-	if _, err := io.ReadFull(br, b[:2]); err != nil {
+	p, err := take(br, 2)
+	if err != nil {
 		return h, err
 	}
-	b0, b1 := b[0], b[1] // b is reused for the extended length
+	b0, b1 := p[0], p[1]
 	h.fin = b0&0x80 != 0
 	h.op = b0 & 0x0f
 	masked := b1&0x80 != 0
 	h.length = int64(b1 & 0x7f)
 	switch h.length {
 	case 126:
-		if _, err := io.ReadFull(br, b[:2]); err != nil {
+		if p, err = take(br, 2); err != nil {
 			return h, err
 		}
-		h.length = int64(binary.BigEndian.Uint16(b[:2]))
+		h.length = int64(binary.BigEndian.Uint16(p))
 	case 127:
-		if _, err := io.ReadFull(br, b[:8]); err != nil {
+		if p, err = take(br, 8); err != nil {
 			return h, err
 		}
-		n := binary.BigEndian.Uint64(b[:8])
+		n := binary.BigEndian.Uint64(p)
 		if n > 1<<62 {
 			return h, protocolError("frame length out of range")
 		}
 		h.length = int64(n)
 	}
 	if masked {
-		if _, err := io.ReadFull(br, h.mask[:]); err != nil {
+		if p, err = take(br, 4); err != nil {
 			return h, err
 		}
+		copy(h.mask[:], p)
 	}
 	switch {
 	case b0&0x70 != 0:
@@ -87,18 +88,48 @@ func readHeader(br *bufio.Reader) (header, error) {
 	return h, nil
 }
 
+// take returns the next n bytes of br, which must fit its buffer, and
+// consumes them. The bytes are valid until the next read. Reading through
+// bufio's own methods keeps the caller's variables off the heap: a frame
+// header then costs no allocation.
+func take(br *bufio.Reader, n int) ([]byte, error) {
+	p, err := br.Peek(n)
+	if err != nil {
+		if err == io.EOF && len(p) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	br.Discard(n)
+	return p, nil
+}
+
 // readPayload appends h's payload, unmasked, to buf.
 func readPayload(br *bufio.Reader, h header, buf []byte) ([]byte, error) {
 	start := len(buf)
-	buf = append(buf, make([]byte, h.length)...)
-	if _, err := io.ReadFull(br, buf[start:]); err != nil {
-		return buf, err
+	if h.length <= int64(br.Size()) {
+		// Whole from the read buffer: buf, often on the caller's
+		// stack, is not handed to the socket's reader.
+		p, err := take(br, int(h.length))
+		if err != nil {
+			return buf, err
+		}
+		buf = append(buf, p...)
+	} else {
+		buf = append(buf, make([]byte, h.length)...)
+		if _, err := io.ReadFull(br, buf[start:]); err != nil {
+			return buf, err
+		}
 	}
-	p := buf[start:]
-	for i := range p {
-		p[i] ^= h.mask[i&3]
-	}
+	unmask(buf[start:], h.mask)
 	return buf, nil
+}
+
+// unmask XORs a client payload with its masking key.
+func unmask(p []byte, mask [4]byte) {
+	for i := range p {
+		p[i] ^= mask[i&3]
+	}
 }
 
 // parseClose reads a close frame's payload: the code the peer gave, or

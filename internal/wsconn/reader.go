@@ -60,11 +60,15 @@ func (c *Conn) readOne() (stop bool, d Disconnect, err error) {
 			return c.readFailed(err)
 		}
 		if h.op >= opClose {
-			var buf [maxControlPayload]byte
-			p, err := readPayload(c.br, h, buf[:0])
+			// At most 125 bytes, always within the read buffer: copied onto
+			// the stack, so a ping or pong allocates nothing.
+			raw, err := take(c.br, int(h.length))
 			if err != nil {
 				return c.readFailed(err)
 			}
+			var buf [maxControlPayload]byte
+			p := buf[:copy(buf[:], raw)]
+			unmask(p, h.mask)
 			if stop, d, err := c.control(h.op, p); stop || !inMsg {
 				return stop, d, err
 			}
