@@ -29,6 +29,11 @@ type Client struct {
 	// account is the user name the connection logged in as, or "" for a
 	// guest. Set before register; never written again.
 	account string
+	// tokenRole is the role a JWT gave the connection, when fixedRole says
+	// its token decides (jwt mode); otherwise the users file does, at each
+	// action (Hub.roleOf). Set before register; never written again.
+	tokenRole role
+	fixedRole bool
 
 	// flood is the message budget (nil: unlimited). Used only by Message,
 	// which the connection's reader calls.

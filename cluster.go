@@ -203,7 +203,7 @@ func (h *Hub) enterRoom(c *Client, r *Room, e entry) {
 		return
 	}
 	l := h.history.get(r.name)
-	h.deliver(c, roomChangedEvent(r, c.name, l.epoch, l.last, e.id))
+	h.deliver(c, roomChangedEvent(r, c.name, h.roleOf(c), l.epoch, l.last, e.id))
 	h.replayHistory(c, r.name, e.connecting)
 }
 

@@ -50,7 +50,10 @@ type roomPayload struct {
 	// resumes from even in a quiet room.
 	Epoch string  `json:"epoch,omitempty"`
 	Seq   *uint64 `json:"seq,omitempty"`
-	ID    string  `json:"id,omitempty"` // the id of the event this answers
+	// Role (room_changed only) is the recipient's role, admin or
+	// moderator, so that a page knows to offer moderation; absent: none.
+	Role string `json:"role,omitempty"`
+	ID   string `json:"id,omitempty"` // the id of the event this answers
 }
 
 // presencePayload is the payload of presence.
@@ -126,11 +129,12 @@ func membersEvent(typ string, r *Room, name, id string) *outbound {
 	return newOutbound(typ, p, fmt.Sprintf("* members of %s (%d): %s", r.name, p.Count, list))
 }
 
-// roomChangedEvent builds room_changed for a client that is name in r,
-// whose log is at seq under epoch; id answers its change_room, if any.
-func roomChangedEvent(r *Room, name, epoch string, seq uint64, id string) *outbound {
+// roomChangedEvent builds room_changed for a client that is name in r
+// with role rl, whose log is at seq under epoch; id answers its
+// change_room, if any.
+func roomChangedEvent(r *Room, name string, rl role, epoch string, seq uint64, id string) *outbound {
 	p, list := membersOf(r)
-	p.Name, p.Epoch, p.Seq, p.ID = name, epoch, &seq, id
+	p.Name, p.Role, p.Epoch, p.Seq, p.ID = name, rl.String(), epoch, &seq, id
 	return newOutbound("room_changed", p, fmt.Sprintf("* you are %s in %s (%s: %s)", name, r.name, countOf(p.Count, "member"), list))
 }
 

@@ -72,8 +72,11 @@ type Hub struct {
 	// that guests cannot rename to it. Set before run starts; safe to call
 	// from run. Nil means no names are reserved.
 	registered func(name string) bool
-	stats      hubStats
-	m          *metrics // this hub's Prometheus instruments (metrics.go)
+	// userRole is the role the users file gives an account (moderation.go);
+	// like registered, set before run starts. Nil: nobody has a role.
+	userRole func(account string) role
+	stats    hubStats
+	m        *metrics // this hub's Prometheus instruments (metrics.go)
 }
 
 // hubStats are counters read by tests. Atomic so they can
