@@ -104,7 +104,7 @@ func (h *Hub) serveAPI(a *apiCall) {
 			h.apiSeq++
 			msgID = msgIDOf("api:"+a.from, "~"+strconv.FormatUint(h.apiSeq, 10))
 		}
-		h.sendOnce(a.room, a.from, a.message, true, msgID, waiter{api: a})
+		h.sendOnce(Envelope{Room: a.room, From: a.from, Message: a.message, Bot: true, MsgID: msgID}, waiter{api: a})
 		return
 	case apiRooms:
 		res.Rooms = h.roomList() // members on other cluster nodes count too

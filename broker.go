@@ -88,7 +88,8 @@ type Envelope struct {
 	From    string    `json:"from"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
-	Bot     bool      `json:"bot,omitempty"` // posted through the HTTP API
+	Bot     bool      `json:"bot,omitempty"`    // posted through the HTTP API
+	Action  bool      `json:"action,omitempty"` // an action (/me): "* from message"
 }
 
 // Published is the outcome of one Publish, handed to its done callback.

@@ -92,13 +92,14 @@ func (ev *brokerEvent) handle(h *Hub) { h.handleBroker(ev) }
 // publish sends c's message to its room through the broker, once per id
 // when c gave one (ack.go). Failures, now or later, reach c as an error
 // event. Must only be called from run.
-func (h *Hub) publish(c *Client, msg, id string) {
-	room := c.room.name
+func (h *Hub) publish(c *Client, msg, id string, action bool) {
+	m := Envelope{Room: c.room.name, From: c.name, Message: msg, Action: action}
 	if id != "" {
-		h.sendOnce(room, c.name, msg, false, msgIDOf(c.sender, id), waiter{c: c, id: id})
+		m.MsgID = msgIDOf(c.sender, id)
+		h.sendOnce(m, waiter{c: c, id: id})
 		return
 	}
-	_, err := h.publishAs(room, c.name, msg, false, "", func(p Published) {
+	_, err := h.publishAs(m, func(p Published) {
 		if p.Err != nil {
 			h.submit(clientRequest{c: c, cmd: failCmd{notDelivered(p.Err)}})
 		}
@@ -108,19 +109,20 @@ func (h *Hub) publish(c *Client, msg, id string) {
 	}
 }
 
-// publishAs hands a message to the broker and returns the id it will
-// carry on this node, or the error if the broker refused it at once.
+// publishAs hands m (room, sender, text and flags set; the rest is
+// filled in here) to the broker and returns the id it will carry on this
+// node, or the error if the broker refused it at once.
 // done, if not nil, hears the outcome from a broker goroutine (see
 // Broker.Publish). Ids are per process: a sequenced broker's messages get
 // theirs when they arrive (so the id is 0 then), an unsequenced one's keep
 // the id given here. Must only be called from run.
-func (h *Hub) publishAs(room, from, msg string, bot bool, msgID string, done func(Published)) (uint64, error) {
+func (h *Hub) publishAs(m Envelope, done func(Published)) (uint64, error) {
 	var id uint64
 	if !h.broker.Sequenced() {
 		h.nextID++
 		id = h.nextID
 	}
-	m := Envelope{Room: room, ID: id, MsgID: msgID, From: from, Message: msg, Time: time.Now(), Bot: bot}
+	m.ID, m.Time = id, time.Now()
 	err := h.broker.Publish(m, func(p Published) {
 		if p.Err != nil && !h.broker.Sequenced() {
 			h.stats.undelivered.Add(1)
@@ -230,7 +232,7 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 		if m.MsgID != "" {
 			key = msgKey{ev.room, m.MsgID}
 		}
-		rec, err := h.history.recordAt(ev.room, ev.d.Epoch, m.Seq, id, m.From, m.Message, m.Time, m.Bot, key)
+		rec, err := h.history.recordAt(ev.room, ev.d.Epoch, id, m, key)
 		switch {
 		case err != nil:
 			h.log.Error("message not kept", "room", ev.room, "err", err)

@@ -22,12 +22,15 @@ type command interface {
 
 // sayCmd posts msg (already cleaned) to the client's room: through the
 // broker, and broadcast when the broker hands it back (cluster.go); with an
-// id, once, and acked (ack.go).
-type sayCmd struct{ msg string }
+// id, once, and acked (ack.go). action marks a /me message.
+type sayCmd struct {
+	msg    string
+	action bool
+}
 
 func (s sayCmd) run(h *Hub, c *Client, id string) {
 	h.m.received[c.format].Inc()
-	h.publish(c, s.msg, id)
+	h.publish(c, s.msg, id, s.action)
 }
 
 // joinCmd moves the client to another room (Hub.join, hub.go).

@@ -36,7 +36,8 @@ type messagePayload struct {
 	From    string `json:"from"`
 	Message string `json:"message"`
 	Time    string `json:"time"`
-	Bot     bool   `json:"bot,omitempty"` // posted through the HTTP API, not by a member
+	Bot     bool   `json:"bot,omitempty"`    // posted through the HTTP API, not by a member
+	Action  bool   `json:"action,omitempty"` // an action (/me waves): read as "* from message"
 }
 
 // roomPayload is the payload of room_changed and members.
@@ -93,6 +94,9 @@ func encodeMessage(p messagePayload) *outbound {
 	from := p.From
 	if p.Bot {
 		from += " (bot)" // so no reader mistakes it for a member of that name
+	}
+	if p.Action {
+		return newOutbound("new_message", p, "["+p.Room+"] * "+from+" "+p.Message)
 	}
 	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
 }
@@ -193,7 +197,7 @@ func presenceReply(n presenceNote, id string) *outbound {
 
 // helpLines is the text-mode answer to /help.
 var helpLines = []string{
-	"* commands: /join ROOM, /nick NAME, /who, /rooms, /status, /help, /quit",
+	"* commands: /join ROOM, /nick NAME, /me ACTION, /who, /rooms, /status, /help, /quit",
 	"* anything else you type is sent to your current room",
 }
 

@@ -190,20 +190,20 @@ func newHistoryBook(cfg Config, store *boltStore, log *slog.Logger) *historyBook
 // record numbers a new message in room, keeps it and returns its
 // new_message event. Must only be called from run.
 func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time, bot bool) *outbound {
-	rec, _ := b.recordAt(room, "", 0, id, from, msg, t, bot, msgKey{})
+	rec, _ := b.recordAt(room, "", id, Envelope{From: from, Message: msg, Time: t, Bot: bot}, msgKey{})
 	return rec.o
 }
 
-// recordAt is record for a message the broker may have placed already:
-// seq and epoch come from the cluster (0 and "": number it here); key is
+// recordAt is record for a message m the broker may have placed already:
+// m.Seq and epoch come from the cluster (0 and "": number it here); key is
 // its dedupe key, if its sender gave an id. The result's event is nil for
 // a message the log has already seen. With a store the message is held
 // until it is on disk: it is kept, and may be broadcast and acked, only
 // once stored returns it. err is set when the store could not even queue
 // it: the message is lost. Must only be called from run.
-func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time, bot bool,
-	key msgKey) (recorded, error) {
+func (b *historyBook) recordAt(room, epoch string, id uint64, m Envelope, key msgKey) (recorded, error) {
 	l := b.get(room)
+	seq := m.Seq
 	if epoch != "" {
 		b.adopt(room, epoch)
 	}
@@ -214,7 +214,8 @@ func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg str
 		return recorded{}, nil
 	}
 	rec := recorded{seq: seq, epoch: l.epoch}
-	rec.o = encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
+	rec.o = encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: m.From, Message: m.Message,
+		Time: stamp(m.Time), Bot: m.Bot, Action: m.Action})
 	if b.store == nil {
 		l.add(seq, rec.o, b.size)
 		return rec, nil

@@ -154,11 +154,12 @@ func decodeEvent(ev inEvent) command {
 	case "send_message":
 		var p struct {
 			Message *string `json:"message"`
+			Action  bool    `json:"action"`
 		}
 		if err := decodePayload(ev.Payload, &p); err != nil || p.Message == nil {
-			return failf(errBadPayload, `send_message needs {"payload":{"message":"..."}}`)
+			return failf(errBadPayload, `send_message needs {"payload":{"message":"..."}} (and "action":true for an action)`)
 		}
-		return sayCommand(*p.Message)
+		return sayCommand(*p.Message, p.Action)
 	case "change_room":
 		var p struct {
 			Name *string `json:"name"`
@@ -220,7 +221,7 @@ func splitLines(data []byte) []string {
 // lines starting with '/' are commands.
 func parseLine(line string) command {
 	if !strings.HasPrefix(line, "/") {
-		return sayCommand(line)
+		return sayCommand(line, false)
 	}
 	cmd, arg, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
 	arg = strings.TrimSpace(arg)
@@ -245,16 +246,21 @@ func parseLine(line string) command {
 		return quitCmd{}
 	case "status":
 		return statusCmd{}
+	case "me":
+		if arg == "" {
+			return failf(errEmptyMessage, "usage: /me ACTION, e.g. /me waves")
+		}
+		return sayCommand(arg, true)
 	}
 	// cmd is echoed unquoted, so clean it like a message: the reply is a
 	// text frame (which must be UTF-8) bound for a terminal.
 	return failf(errUnknownCommand, "unknown command /%s; try /help", truncate(cleanMessage(cmd), 20))
 }
 
-// sayCommand validates and cleans a chat message. One over
-// maxMessageRunes characters is refused whole, never cut: the sender
-// would otherwise not know what the others read.
-func sayCommand(msg string) command {
+// sayCommand validates and cleans a chat message (an action, /me, if
+// action is set). One over maxMessageRunes characters is refused whole,
+// never cut: the sender would otherwise not know what the others read.
+func sayCommand(msg string, action bool) command {
 	msg = cleanMessage(msg)
 	if msg == "" {
 		return failf(errEmptyMessage, "empty message")
@@ -262,7 +268,7 @@ func sayCommand(msg string) command {
 	if n := utf8.RuneCountInString(msg); n > maxMessageRunes {
 		return failf(errTooLong, "message has %d characters; at most %d are allowed (and a frame is at most 512 bytes); it was not sent", n, maxMessageRunes)
 	}
-	return sayCmd{msg}
+	return sayCmd{msg, action}
 }
 
 // joinCommand validates a room name.
