@@ -225,6 +225,11 @@ var (
 	// the revision it was asked to delete.
 	errRecordChanged = errors.New("record changed meanwhile")
 	errBadRecordKey  = errors.New("bad record key")
+	// errRecordsLoading is Ready's answer while the link is up but the
+	// moderation records have not all arrived: the node must not admit
+	// anyone yet (a ban may be among them), but rooms can follow their
+	// streams.
+	errRecordsLoading = errors.New("moderation state not loaded from JetStream yet")
 )
 
 // subjectToken encodes s as one NATS subject token (and stream-name part)

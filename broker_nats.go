@@ -714,7 +714,7 @@ func (b *natsBroker) Ready() error {
 		select {
 		case <-synced:
 		default:
-			return errors.New("moderation state not loaded from JetStream yet")
+			return errRecordsLoading
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,36 @@ func (h *Hub) attachBroker(b Broker) {
 		remote: make(map[string]map[string]PresenceUpdate),
 	}
 	b.WatchPresence(func(u PresenceUpdate) { h.fromBroker(brokerEvent{room: u.Room, pres: &u}) })
+	b.WatchRecords(func(u RecordUpdate) { h.fromBrokerResult(recordRequest{u}) })
+	b.WatchSignals(func(s Signal, answer func(int)) { h.fromBrokerResult(signalRequest{s, answer}) })
+}
+
+// signalRequest is a signal on its way to the hub, with the answer the
+// broker wants back: how many of this node's connections it reached.
+type signalRequest struct {
+	s      Signal
+	answer func(int)
+}
+
+func (r signalRequest) handle(h *Hub) { r.answer(h.onSignal(r.s)) }
+
+// onSignal carries out a signal on this node and returns how many
+// connections it reached. Must only be called from run.
+func (h *Hub) onSignal(s Signal) int {
+	switch s.Kind {
+	case sigKick:
+		var k kickSignal
+		if err := json.Unmarshal(s.Body, &k); err == nil && validName(k.Name) {
+			return h.onKick(k)
+		}
+	case sigDirect, sigDirectCopy:
+		var p directPayload
+		if err := json.Unmarshal(s.Body, &p); err == nil {
+			return h.onDirect(p, s.Kind == sigDirectCopy)
+		}
+	}
+	h.log.Warn("signal ignored: not one of ours", "kind", s.Kind)
+	return 0
 }
 
 // fromBroker hands a broker event to the hub. It runs on a broker
@@ -165,7 +196,7 @@ func (h *Hub) linkRoom(r *Room) {
 		h.cl.remote[r.name] = r.remote
 	}
 	room, sub := r.name, link.sub
-	if err := h.broker.Ready(); err != nil && !link.synced {
+	if err := h.broker.Ready(); err != nil && !errors.Is(err, errRecordsLoading) && !link.synced {
 		// Do not make joiners wait for a link that may be down for long:
 		// they get room_changed and the local history now, and whatever
 		// the replay brings later arrives as live messages (never twice:
@@ -242,6 +273,9 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 			return // already seen
 		}
 		h.stats.messages.Add(1)
+		if !m.Bot {
+			h.mod.noteSent(ev.room, m.From, m.Time) // slow mode counts every node's senders
+		}
 		if rec.held {
 			return // broadcast and acked once it is on disk (storedRequest)
 		}
@@ -311,7 +345,8 @@ func (h *Hub) remotePresence(u PresenceUpdate) {
 	}
 	for _, name := range old.Names {
 		if !slices.Contains(u.Names, name) {
-			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name})
+			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name,
+				mark: h.mod.takeMark(r.name, name, time.Now())})
 		}
 	}
 }

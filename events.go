@@ -28,14 +28,19 @@ type outEvent struct {
 
 // messagePayload is the payload of new_message. Seq and Epoch place the
 // message in its room's history (see history.go).
+//
+// A deleted message (a tombstone) keeps only Seq, Epoch and Room, with
+// Deleted and By: never its text, its sender or its time.
 type messagePayload struct {
-	ID      uint64 `json:"id"`
+	ID      uint64 `json:"id,omitempty"`
 	Seq     uint64 `json:"seq"`
 	Epoch   string `json:"epoch"`
 	Room    string `json:"room"`
-	From    string `json:"from"`
-	Message string `json:"message"`
-	Time    string `json:"time"`
+	From    string `json:"from,omitempty"`
+	Message string `json:"message,omitempty"`
+	Time    string `json:"time,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	By      string `json:"by,omitempty"`     // who deleted it
 	Bot     bool   `json:"bot,omitempty"`    // posted through the HTTP API, not by a member
 	Action  bool   `json:"action,omitempty"` // an action (/me waves): read as "* from message"
 }
@@ -64,6 +69,12 @@ type presencePayload struct {
 	Name    string `json:"name"`
 	OldName string `json:"old_name,omitempty"`
 	ID      string `json:"id,omitempty"` // the renamer's copy: the id of its change_name
+	// Kicked marks a leave caused by a kick or, with Banned, a ban; By and
+	// Reason say who did it and why.
+	Kicked bool   `json:"kicked,omitempty"`
+	Banned bool   `json:"banned,omitempty"`
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // roomInfo is one entry of the rooms event.
@@ -91,6 +102,9 @@ func messageEvent(id uint64, room, from, msg string, t time.Time) *outbound {
 
 // encodeMessage builds new_message from p.
 func encodeMessage(p messagePayload) *outbound {
+	if p.Deleted {
+		return encodeTombstone(p.Room, p.Epoch, p.Seq, p.By)
+	}
 	from := p.From
 	if p.Bot {
 		from += " (bot)" // so no reader mistakes it for a member of that name
@@ -99,6 +113,14 @@ func encodeMessage(p messagePayload) *outbound {
 		return newOutbound("new_message", p, "["+p.Room+"] * "+from+" "+p.Message)
 	}
 	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
+}
+
+// encodeTombstone builds the new_message that stands for message seq of
+// room, deleted by by: the seq and who deleted it, nothing of the message.
+// Text clients read "[room] message deleted".
+func encodeTombstone(room, epoch string, seq uint64, by string) *outbound {
+	return newOutbound("new_message", messagePayload{Seq: seq, Epoch: epoch, Room: room, Deleted: true, By: by},
+		"["+room+"] message deleted")
 }
 
 // stamp formats a message time the way the protocol sends it.
@@ -123,6 +145,7 @@ type presenceNote struct {
 	event   string
 	name    string
 	oldName string
+	mark    *kickMark // a leave caused by a kick or ban
 }
 
 // membersEvent builds room_changed (name set: the recipient's own name) or
@@ -180,8 +203,34 @@ func presenceEvent(n presenceNote) *outbound {
 	default:
 		text = "* " + n.oldName + " is now known as " + n.name
 	}
-	return newOutbound("presence",
-		presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}, text)
+	p := presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}
+	if m := n.mark; m != nil && n.event == "leave" {
+		p.Kicked, p.Banned, p.By, p.Reason = true, m.banned, m.by, m.reason
+		how := "kicked from "
+		if m.banned {
+			how = "banned from "
+		}
+		text = "* " + n.name + " was " + how + n.room.name + " by " + m.by
+		if m.reason != "" {
+			text += ": " + m.reason
+		}
+	}
+	return newOutbound("presence", p, text)
+}
+
+// deletedPayload is the payload of message_deleted.
+type deletedPayload struct {
+	Room  string `json:"room"`
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+	By    string `json:"by"`
+}
+
+// deletedEvent builds message_deleted: message seq of room (in epoch) was
+// deleted by by.
+func deletedEvent(room, epoch string, seq uint64, by string) *outbound {
+	return newOutbound("message_deleted", deletedPayload{Room: room, Epoch: epoch, Seq: seq, By: by},
+		fmt.Sprintf("* message %d in %s was deleted by %s", seq, room, by))
 }
 
 // presenceReply is presenceEvent for the client the note is about,

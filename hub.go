@@ -56,6 +56,12 @@ type Hub struct {
 	broker    Broker         // carries messages and presence (cluster.go); safe from any goroutine
 	ownBroker bool           // broker is the private memory broker attachBroker made
 	cl        clusterState   // room subscriptions and remote members (cluster.go)
+	mod       *modState      // bans, mutes, slow mode and tombstone records (moderation.go)
+	// named indexes the clients by the folded name moderation knows them
+	// by (Client.modName: the login, else the nickname), for kicks, bans
+	// and direct messages. A login's second connection in a room shows as
+	// carol-2 there but is indexed under carol.
+	named map[string]map[*Client]struct{}
 
 	register chan *Client // from serveWs, after the upgrade
 	// inbound carries every request: clients' commands, each connection's
@@ -100,6 +106,8 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 		closing:  make(map[*Client]struct{}),
 		rooms:    make(map[string]*Room),
 		history:  newHistoryBook(cfg, d.store, log),
+		mod:      newModState(),
+		named:    make(map[string]map[*Client]struct{}),
 		register: make(chan *Client),
 		inbound:  make(chan queued, 1024),
 		quit:     make(chan struct{}),
@@ -110,6 +118,11 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 	h.attachBroker(d.broker)
 	if d.store != nil {
 		d.store.SetOnCommit(h.fromStore)
+		recs, err := d.store.loadModeration()
+		if err != nil {
+			log.Error("moderation not restored: bans, mutes and slow modes are lost", "err", err)
+		}
+		h.restoreModeration(recs)
 	}
 	return h
 }
@@ -136,10 +149,14 @@ func (h *Hub) run() {
 	quit, kill := h.quit, h.kill
 	ping := time.NewTicker(h.cfg.PingPeriod) // one for all clients: see pingAll
 	defer ping.Stop()
+	sweep := time.NewTicker(h.cfg.ModerationSweep)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ping.C:
 			h.pingAll()
+		case now := <-sweep.C:
+			h.sweepModeration(now)
 		case c := <-h.register:
 			h.m.connectsTotal.Inc()
 			h.add(c)
@@ -291,15 +308,48 @@ func (h *Hub) add(c *Client) {
 		h.disconnect(c, dcShutdown)
 		return
 	}
-	c.name = c.wantName
-	if c.name == "" {
-		c.name = guestName()
+	name := c.wantName
+	if name == "" {
+		name = guestName()
 	}
+	h.setName(c, name)
 	c.sender = c.name
 	if c.account != "" {
 		c.sender = c.account
 	}
+	if r := h.mod.restriction(recBan, c.wantRoom, c.modName(), time.Now()); r != nil {
+		// Banned since the handshake looked (serveWs): it is refused now.
+		h.deliver(c, errorEvent(banError(r)))
+		h.disconnect(c, dcBanned(*r))
+		return
+	}
 	h.join(c, c.wantRoom, true, "")
+}
+
+// setName gives c the name name, keeping the name index. Must only be
+// called from run.
+func (h *Hub) setName(c *Client, name string) {
+	h.unindex(c)
+	c.name = name
+	key := fold(c.modName())
+	set := h.named[key]
+	if set == nil {
+		set = make(map[*Client]struct{})
+		h.named[key] = set
+	}
+	set[c] = struct{}{}
+}
+
+// unindex takes c out of the name index. Must only be called from run,
+// before c's name changes.
+func (h *Hub) unindex(c *Client) {
+	key := fold(c.modName())
+	if set := h.named[key]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.named, key)
+		}
+	}
 }
 
 // disconnect lets go of c for reason d: c leaves its room and the client
@@ -317,6 +367,7 @@ func (h *Hub) disconnect(c *Client, d wsconn.Disconnect) {
 		h.leave(c)
 	}
 	delete(h.clients, c)
+	h.unindex(c)
 	h.closing[c] = struct{}{}
 	if d.Label != "" {
 		depth := c.conn.Len()
@@ -397,7 +448,7 @@ func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 		h.rooms[name] = target
 		h.linkRoom(target)
 	}
-	c.name = newName
+	h.setName(c, newName)
 	target.add(c)
 	c.room = target
 	h.sharePresence(target)
@@ -423,7 +474,8 @@ func (h *Hub) leave(c *Client) {
 		return
 	}
 	if len(r.members) < h.cfg.PresenceLimit {
-		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name})
+		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name,
+			mark: h.mod.takeMark(r.name, c.modName(), time.Now())})
 	}
 }
 
@@ -455,7 +507,7 @@ func (h *Hub) rename(c *Client, name, id string) {
 		return
 	}
 	old := c.name
-	c.name = name
+	h.setName(c, name)
 	if c.account == "" {
 		c.sender = name // it asked for this name
 	}
@@ -477,6 +529,11 @@ func (h *Hub) renameRefused(c *Client, name string) *protoError {
 		return &protoError{Code: errNameLocked, Message: "you are logged in as " + c.account + "; your name comes from your login"}
 	case h.registered != nil && h.registered(name):
 		return &protoError{Code: errNameReserved, Message: name + " is a registered name; log in to use it"}
+	}
+	if r := h.mod.restriction(recBan, c.room.name, name, time.Now()); r != nil {
+		e := banError(r)
+		e.Message = "the name " + name + " is banned here: " + e.Message
+		return e
 	}
 	return nil
 }

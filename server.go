@@ -215,6 +215,13 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 	if id.account != "" {
 		name = id.account
 	}
+	if name != "" {
+		if e := s.hub.bannedAt(r.Context(), name, room); e != nil {
+			release()
+			http.Error(w, e.Message, http.StatusForbidden)
+			return
+		}
+	}
 
 	conn, err := wsconn.Accept(w, r, &s.upgrader, s.connCfg[f])
 	if err != nil {
