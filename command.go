@@ -77,6 +77,11 @@ func (helpCmd) run(h *Hub, c *Client, _ string) {
 	for _, line := range helpLines {
 		h.deliver(c, textOnly(line))
 	}
+	if h.roleOf(c) >= roleModerator {
+		for _, line := range modHelpLines {
+			h.deliver(c, textOnly(line))
+		}
+	}
 }
 
 // statusCmd answers a text client's /status: where it is and where the

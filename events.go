@@ -246,8 +246,15 @@ func presenceReply(n presenceNote, id string) *outbound {
 
 // helpLines is the text-mode answer to /help.
 var helpLines = []string{
-	"* commands: /join ROOM, /nick NAME, /me ACTION, /who, /rooms, /status, /help, /quit",
+	"* commands: /join ROOM, /nick NAME, /me ACTION, /msg USER TEXT, /who, /rooms, /status, /help, /quit",
 	"* anything else you type is sent to your current room",
+}
+
+// modHelpLines is the rest of /help for moderators and admins.
+var modHelpLines = []string{
+	"* moderation in this room: /kick NAME [reason], /ban NAME DURATION [reason], /unban NAME,",
+	"*   /mute NAME DURATION [reason], /unmute NAME, /delete SEQ, /slow INTERVAL, /slow off (durations: 30s, 10m, 1h30m)",
+	"* admins, server-wide: /kick-all, /ban-all, /unban-all, /mute-all, /unmute-all",
 }
 
 // roomsEvent lists rooms (sorted, with member counts) for the rooms event,

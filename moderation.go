@@ -279,10 +279,17 @@ func (h *Hub) modDone(a actor, n modNotice) {
 		return
 	}
 	if a.c != nil && a.c.active {
+		if a.c.format == formatText && a.c.room != nil && a.c.room.name == n.Room && !n.Server && announced[n.Action] {
+			return // the room's notice, which it also gets, says the same
+		}
 		n.ID = a.id
 		h.deliver(a.c, noticeEvent(n))
 	}
 }
+
+// announced are the actions whose room hears of them (handleRecord): a
+// text actor in that room reads the room's line and no second one.
+var announced = map[string]bool{"ban": true, "mute": true, "slow_mode": true, "delete": true}
 
 // notice builds the notice of m, done by a.
 func (m modAction) notice(a actor) modNotice {

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestRoleFollowsReload: a logged-in user's role comes from the users file
@@ -31,5 +37,338 @@ func TestRoleFollowsReload(t *testing.T) {
 	mo.skipUntil("room_changed").decode(t, &rp)
 	if rp.Role != "" {
 		t.Errorf("after the reload mo's role is %q; want none", rp.Role)
+	}
+}
+
+// modServer starts a server with history on, the API key, and the users
+// mo (moderator), ad (admin), bob, carol and dave (password pw); guests
+// may connect too.
+func modServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	cfg.UsersFile = writeUsers(t, "mo:moderator", "pw", "ad:admin", "pw", "bob", "pw", "carol", "pw", "dave", "pw")
+	cfg.APIKey = testKey
+	return newTestServer(t, deployed(cfg))
+}
+
+// as connects user (logged in; a guest of that name when user starts
+// with "guest") to room, in the text format when text is set, and reads
+// its greeting.
+func (s *testServer) as(t *testing.T, user, room string, text bool) *peer {
+	t.Helper()
+	kv := []string{"room", room}
+	if strings.HasPrefix(user, "guest") {
+		kv = append(kv, "name", user)
+	} else {
+		kv = append(kv, "ticket", s.login(t, user, "pw"))
+	}
+	if text {
+		kv = append(kv, "format", "text")
+		p := s.dial(t, kv...)
+		p.lineWith("you are")
+		return p
+	}
+	p, _ := s.joined(t, kv...)
+	return p
+}
+
+// modArgs are a moderation request's parts, for any interface.
+type modArgs struct {
+	name, dur, reason, interval string
+	seq                         uint64
+	server                      bool
+}
+
+// iface is one of the three ways to moderate.
+type iface string
+
+const (
+	viaJSON iface = "json"
+	viaText iface = "text"
+	viaAPI  iface = "api"
+)
+
+// moderateVia sends action with args through via, by actor (unused for
+// the API), in room lobby, and returns "ok" or the error code refusing it.
+// The text interface is read back up to a line containing textOK.
+func (s *testServer) moderateVia(t *testing.T, via iface, actor *peer, action string, a modArgs, textOK string) string {
+	t.Helper()
+	switch via {
+	case viaJSON:
+		p := map[string]any{}
+		for k, v := range map[string]string{"name": a.name, "duration": a.dur, "reason": a.reason, "interval": a.interval} {
+			if v != "" {
+				p[k] = v
+			}
+		}
+		if a.seq != 0 {
+			p["seq"] = a.seq
+		}
+		if a.server {
+			p["server"] = true
+		}
+		b, _ := json.Marshal(map[string]any{"type": action, "id": "m1", "payload": p})
+		actor.sendRaw(string(b))
+		for {
+			e := actor.next()
+			var r struct {
+				ID   string `json:"id"`
+				Code string `json:"code"`
+			}
+			if e.Type != "moderation" && e.Type != "error" {
+				continue
+			}
+			e.decode(t, &r)
+			if r.ID != "m1" {
+				continue
+			}
+			if e.Type == "error" {
+				return r.Code
+			}
+			return "ok"
+		}
+	case viaText:
+		cmd := map[string]string{"kick": "/kick", "ban": "/ban", "unban": "/unban", "mute": "/mute",
+			"unmute": "/unmute", "delete_message": "/delete", "slow_mode": "/slow"}[action]
+		if a.server {
+			cmd += "-all"
+		}
+		parts := []string{cmd}
+		for _, v := range []string{a.name, a.dur, a.interval} {
+			if v != "" {
+				parts = append(parts, v)
+			}
+		}
+		if a.seq != 0 {
+			parts = append(parts, strconv.FormatUint(a.seq, 10))
+		}
+		if a.reason != "" {
+			parts = append(parts, a.reason)
+		}
+		actor.sendRaw(strings.Join(parts, " "))
+		for {
+			l := actor.line()
+			if strings.HasPrefix(l, "! ") {
+				return "error: " + l
+			}
+			if strings.Contains(l, textOK) {
+				return "ok"
+			}
+		}
+	}
+	method, path, body := apiRoute(action, a)
+	code, resp := s.api(t, method, path, testKey, body)
+	if code == http.StatusOK {
+		return "ok"
+	}
+	var r struct {
+		Code string `json:"code"`
+	}
+	json.Unmarshal([]byte(resp), &r)
+	if r.Code == "" {
+		return fmt.Sprintf("status %d: %s", code, resp)
+	}
+	return r.Code
+}
+
+// apiRoute is the API call for action with args, in room lobby.
+func apiRoute(action string, a modArgs) (method, path, body string) {
+	base := "/api/rooms/lobby"
+	if a.server {
+		base = "/api"
+	}
+	b := map[string]string{}
+	for k, v := range map[string]string{"name": a.name, "duration": a.dur, "reason": a.reason, "interval": a.interval} {
+		if v != "" {
+			b[k] = v
+		}
+	}
+	js, _ := json.Marshal(b)
+	switch action {
+	case "kick":
+		return "POST", base + "/kick", string(js)
+	case "ban":
+		return "POST", base + "/bans", string(js)
+	case "mute":
+		return "POST", base + "/mutes", string(js)
+	case "unban":
+		return "DELETE", base + "/bans/" + a.name, ""
+	case "unmute":
+		return "DELETE", base + "/mutes/" + a.name, ""
+	case "delete_message":
+		return "DELETE", fmt.Sprintf("%s/messages/%d", base, a.seq), ""
+	}
+	if a.interval == "off" {
+		return "DELETE", base + "/slow-mode", ""
+	}
+	return "PUT", base + "/slow-mode", string(js)
+}
+
+// errorOf reads p's events until an error and returns it.
+func (p *peer) errorOf() protoError {
+	p.t.Helper()
+	var e protoError
+	p.skipUntil("error").decode(p.t, &e)
+	return e
+}
+
+// sayOK has p say msg and waits until watcher sees it.
+func sayOK(t *testing.T, p, watcher *peer, msg string) {
+	t.Helper()
+	p.say(msg)
+	for {
+		if e := watcher.skipUntil("new_message"); e.msg(t).Message == msg {
+			return
+		}
+	}
+}
+
+// TestModerationActions: each action, through each of the three
+// interfaces, does what it says to the user it names and the room.
+func TestModerationActions(t *testing.T) {
+	type env struct {
+		s          *testServer
+		bob, carol *peer // bob is the target, carol watches from lobby
+		by         string
+	}
+	ban := func(e env, kind, name string) {
+		path := map[string]string{"ban": "/api/rooms/lobby/bans", "mute": "/api/rooms/lobby/mutes"}[kind]
+		if code, body := e.s.api(t, "POST", path, testKey, `{"name":"`+name+`","duration":"1h"}`); code != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", kind, name, code, body)
+		}
+	}
+	tests := []struct {
+		action string
+		args   modArgs
+		textOK string // the line that confirms it to a text moderator
+		setup  func(env)
+		check  func(t *testing.T, e env)
+	}{{
+		action: "kick", args: modArgs{name: "bob", reason: "spam"}, textOK: "kicked bob from lobby: spam",
+		check: func(t *testing.T, e env) {
+			code, reason := e.bob.closeFrame(5 * time.Second)
+			if want := "kicked from lobby by " + e.by + ": spam"; code != closeKicked || reason != want {
+				t.Errorf("bob's close %d %q; want %d %q", code, reason, closeKicked, want)
+			}
+			var p presencePayload
+			for p.Event != "leave" {
+				e.carol.skipUntil("presence").decode(t, &p)
+			}
+			if !p.Kicked || p.Banned || p.By != e.by || p.Reason != "spam" || p.Name != "bob" {
+				t.Errorf("room saw the leave %+v; want bob kicked by %s for spam", p, e.by)
+			}
+			// A kick is not a ban: bob can come straight back.
+			e.s.as(t, "bob", "lobby", false)
+		},
+	}, {
+		action: "ban", args: modArgs{name: "bob", dur: "1h", reason: "spam"}, textOK: "banned bob from lobby for 1h: spam",
+		check: func(t *testing.T, e env) {
+			code, reason := e.bob.closeFrame(5 * time.Second)
+			if want := "banned from lobby by " + e.by + " until "; code != closeBanned || !strings.HasPrefix(reason, want) ||
+				!strings.HasSuffix(reason, ": spam") {
+				t.Errorf("bob's close %d %q; want %d %q…: spam", code, reason, closeBanned, want)
+			}
+			var p presencePayload
+			for p.Event != "leave" {
+				e.carol.skipUntil("presence").decode(t, &p)
+			}
+			if !p.Kicked || !p.Banned || p.By != e.by {
+				t.Errorf("room saw the leave %+v; want bob banned by %s", p, e.by)
+			}
+			_, resp, err := e.s.tryDial("room", "lobby", "ticket", e.s.login(t, "bob", "pw"))
+			if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("bob's reconnect: %v %v; want 403", resp, err)
+			}
+			if body := readAll(t, resp); !strings.Contains(body, "you are banned from lobby until") || !strings.Contains(body, "spam") {
+				t.Errorf("403 says %q; want the ban, its end and reason", body)
+			}
+			elsewhere := e.s.as(t, "bob", "elsewhere", false)
+			elsewhere.sendJSON("change_room", map[string]string{"name": "lobby"})
+			if err := elsewhere.errorOf(); err.Code != errBanned || err.Until == "" {
+				t.Errorf("bob joining lobby: %+v; want banned with until", err)
+			}
+		},
+	}, {
+		action: "unban", args: modArgs{name: "bob"}, textOK: "lifted the ban on bob in lobby",
+		setup: func(e env) { ban(e, "ban", "bob") },
+		check: func(t *testing.T, e env) { e.s.as(t, "bob", "lobby", false) },
+	}, {
+		action: "mute", args: modArgs{name: "bob", dur: "1h"}, textOK: "muted bob in lobby for 1h",
+		check: func(t *testing.T, e env) {
+			e.bob.say("can I?")
+			if err := e.bob.errorOf(); err.Code != errMuted || err.Until == "" || !strings.Contains(err.Message, "you can still read") {
+				t.Errorf("muted bob sending: %+v; want muted with until", err)
+			}
+			sayOK(t, e.carol, e.bob, "bob still reads")
+		},
+	}, {
+		action: "unmute", args: modArgs{name: "bob"}, textOK: "unmuted bob in lobby",
+		setup: func(e env) { ban(e, "mute", "bob") },
+		check: func(t *testing.T, e env) { sayOK(t, e.bob, e.carol, "I'm back") },
+	}, {
+		action: "delete_message", args: modArgs{seq: 1}, textOK: "message 1 in lobby was deleted by",
+		setup: func(e env) { sayOK(t, e.bob, e.carol, "my secret address") },
+		check: func(t *testing.T, e env) {
+			var d deletedPayload
+			e.carol.skipUntil("message_deleted").decode(t, &d)
+			if d.Room != "lobby" || d.Seq != 1 || d.By != e.by || d.Epoch == "" {
+				t.Errorf("message_deleted %+v; want lobby seq 1 by %s", d, e.by)
+			}
+			late := e.s.dial(t, "room", "lobby", "name", "guest-late")
+			hist := late.historyOf()
+			if len(hist) != 1 || !hist[0].Deleted || hist[0].Message != "" || hist[0].From != "" || hist[0].By != e.by {
+				t.Errorf("history after the delete: %+v; want one tombstone by %s", hist, e.by)
+			}
+			text := e.s.dial(t, "room", "lobby", "name", "guest-text", "format", "text")
+			if l := text.lineWith("[lobby]"); l != "[lobby] (history) message deleted" {
+				t.Errorf("text replay %q; want the tombstone", l)
+			}
+		},
+	}, {
+		action: "slow_mode", args: modArgs{interval: "1h"}, textOK: "set slow mode in lobby: one message every 1h",
+		check: func(t *testing.T, e env) {
+			sayOK(t, e.bob, e.carol, "first")
+			e.bob.say("second")
+			if err := e.bob.errorOf(); err.Code != errSlowMode || err.RetryAfterMS <= 0 || !strings.Contains(err.Message, "one message every 1h") {
+				t.Errorf("bob's second message: %+v; want slow_mode with retry_after_ms", err)
+			}
+			mo := e.s.as(t, "mo", "lobby", false) // moderators are exempt
+			sayOK(t, mo, e.carol, "mod one")
+			sayOK(t, mo, e.carol, "mod two")
+		},
+	}, {
+		action: "slow_mode", args: modArgs{interval: "off"}, textOK: "turned slow mode off in lobby",
+		setup: func(e env) {
+			if code, body := e.s.api(t, "PUT", "/api/rooms/lobby/slow-mode", testKey, `{"interval":"1h"}`); code != http.StatusOK {
+				t.Fatalf("slow mode: %d %s", code, body)
+			}
+		},
+		check: func(t *testing.T, e env) {
+			sayOK(t, e.bob, e.carol, "first")
+			sayOK(t, e.bob, e.carol, "second")
+		},
+	}}
+	for _, tt := range tests {
+		for _, via := range []iface{viaJSON, viaText, viaAPI} {
+			t.Run(tt.action+"/"+tt.args.interval+"/"+string(via), func(t *testing.T) {
+				s := modServer(t, Config{})
+				e := env{s: s, by: "mo"}
+				e.bob = s.as(t, "bob", "lobby", false)
+				e.carol = s.as(t, "carol", "lobby", false)
+				var actor *peer
+				switch via {
+				case viaAPI:
+					e.by = "api"
+				default:
+					actor = s.as(t, "mo", "lobby", via == viaText)
+				}
+				if tt.setup != nil {
+					tt.setup(e)
+				}
+				if got := s.moderateVia(t, via, actor, tt.action, tt.args, tt.textOK); got != "ok" {
+					t.Fatalf("%s: %s", tt.action, got)
+				}
+				tt.check(t, e)
+			})
+		}
 	}
 }
