@@ -372,3 +372,80 @@ func TestModerationActions(t *testing.T) {
 		}
 	}
 }
+
+// TestModerationPermissions: who may do what. Guests and plain users may
+// do nothing, moderators act in rooms, admins and the API key also
+// server-wide; a refused request is forbidden and changes nothing.
+func TestModerationPermissions(t *testing.T) {
+	actions := []struct {
+		action string
+		args   modArgs
+	}{
+		{"kick", modArgs{name: "bob"}},
+		{"ban", modArgs{name: "bob", dur: "1h"}},
+		{"unban", modArgs{name: "guest-eve"}},
+		{"mute", modArgs{name: "bob", dur: "1h"}},
+		{"unmute", modArgs{name: "guest-eve"}},
+		{"delete_message", modArgs{seq: 1}},
+		{"slow_mode", modArgs{interval: "1h"}},
+		{"kick", modArgs{name: "bob", server: true}},
+		{"ban", modArgs{name: "bob", dur: "1h", server: true}},
+		{"unban", modArgs{name: "guest-eve", server: true}},
+		{"mute", modArgs{name: "bob", dur: "1h", server: true}},
+		{"unmute", modArgs{name: "guest-eve", server: true}},
+	}
+	actors := []struct {
+		who              string // a login, a guest's name, or "api"
+		inRoom, anywhere bool   // may act in a room; server-wide
+	}{
+		{"guest-gus", false, false},
+		{"dave", false, false},
+		{"mo", true, false},
+		{"ad", true, true},
+		{"api", true, true},
+	}
+	for _, ac := range actors {
+		for _, act := range actions {
+			name := fmt.Sprintf("%s/%s/server=%v", ac.who, act.action, act.args.server)
+			t.Run(name, func(t *testing.T) {
+				s := modServer(t, Config{})
+				bob := s.as(t, "bob", "lobby", false)
+				carol := s.as(t, "carol", "lobby", false)
+				sayOK(t, bob, carol, "message one")
+				// guest-eve is banned and muted, in lobby and everywhere,
+				// for the unban and unmute rows.
+				for _, path := range []string{"/api/rooms/lobby/bans", "/api/bans", "/api/rooms/lobby/mutes", "/api/mutes"} {
+					if code, body := s.api(t, "POST", path, testKey, `{"name":"guest-eve","duration":"1h"}`); code != http.StatusOK {
+						t.Fatalf("%s: %d %s", path, code, body)
+					}
+				}
+				via, actor := viaAPI, (*peer)(nil)
+				if ac.who != "api" {
+					via, actor = viaJSON, s.as(t, ac.who, "lobby", false)
+				}
+				allowed := ac.inRoom && (!act.args.server || ac.anywhere)
+				got := s.moderateVia(t, via, actor, act.action, act.args, "")
+				switch {
+				case allowed && got != "ok":
+					t.Fatalf("refused: %s; want it carried out", got)
+				case allowed:
+					return
+				case got != errForbidden:
+					t.Fatalf("got %q; want forbidden", got)
+				}
+				// Nothing happened: bob still speaks, twice (no kick, ban,
+				// mute or slow mode), message one is intact, and
+				// guest-eve is still banned.
+				sayOK(t, bob, carol, "still here")
+				sayOK(t, bob, carol, "and again")
+				late := s.dial(t, "room", "lobby", "name", "guest-late")
+				if hist := late.historyOf(); len(hist) == 0 || hist[0].Message != "message one" {
+					t.Errorf("history %+v; want message one intact", hist)
+				}
+				if _, resp, err := s.tryDial("room", "lobby", "name", "guest-eve"); err == nil || resp.StatusCode != http.StatusForbidden {
+					t.Errorf("guest-eve connected (%v); want still banned", err)
+				}
+			})
+		}
+	}
+}
