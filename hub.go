@@ -106,7 +106,6 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 		closing:  make(map[*Client]struct{}),
 		rooms:    make(map[string]*Room),
 		history:  newHistoryBook(cfg, d.store, log),
-		mod:      newModState(),
 		named:    make(map[string]map[*Client]struct{}),
 		register: make(chan *Client),
 		inbound:  make(chan queued, 1024),
@@ -115,6 +114,7 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 		done:     make(chan struct{}),
 		m:        newMetrics(),
 	}
+	h.mod = newModState(h.m.modEntries)
 	h.attachBroker(d.broker)
 	if d.store != nil {
 		d.store.SetOnCommit(h.fromStore)

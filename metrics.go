@@ -30,6 +30,7 @@ type metrics struct {
 	perWrite       [2]prometheus.Observer
 	dropped        map[string]prometheus.Counter // by label (disconnect.go); read-only after newMetrics
 	moderation     map[string]prometheus.Counter // by action (moderation.go); read-only after newMetrics
+	modEntries     map[string]prometheus.Gauge   // by record kind, set by modState; read-only after newMetrics
 	queueAtDrop    prometheus.Observer
 	requestSeconds prometheus.Observer
 }
@@ -94,6 +95,14 @@ func newMetrics() *metrics {
 	m.moderation = make(map[string]prometheus.Counter, len(actionNames))
 	for _, a := range actionNames[1:] {
 		m.moderation[a] = actions.WithLabelValues(a)
+	}
+	entries := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hubbub_moderation_entries",
+		Help: "Moderation entries this node holds, by kind: bans and mutes in force, rooms in slow mode, deleted messages still replayable."},
+		[]string{"kind"})
+	reg.MustRegister(entries)
+	m.modEntries = make(map[string]prometheus.Gauge)
+	for _, k := range []string{recBan, recMute, recSlow, recTomb} {
+		m.modEntries[k] = entries.WithLabelValues(k)
 	}
 	return m
 }

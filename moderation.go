@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"hubbub/internal/wsconn"
 )
 
@@ -506,8 +508,10 @@ func (r modRecord) key() string {
 		return r.Kind + ".room." + r.Room + "." + fold(r.Name)
 	case recSlow:
 		return recSlow + "." + r.Room
+	case recTomb:
+		return recTomb + "." + r.Room + "." + r.Epoch + "." + strconv.FormatUint(r.Seq, 10)
 	}
-	return recTomb + "." + r.Room + "." + r.Epoch + "." + strconv.FormatUint(r.Seq, 10)
+	return "" // not a kind this server knows: matches no record's key
 }
 
 // fold is how moderation compares names: ignoring case.
@@ -535,6 +539,8 @@ type modState struct {
 	// marks remembers recent kicks and bans, so that the leave they cause
 	// is shown as one, on this node and, through presence, on the others.
 	marks map[markKey]kickMark
+	// gauges export count, by kind (hubbub_moderation_entries).
+	gauges map[string]prometheus.Gauge
 }
 
 // markKey names a user in a room for marks.
@@ -548,9 +554,9 @@ type kickMark struct {
 }
 
 // newModState returns an empty state.
-func newModState() *modState {
+func newModState(gauges map[string]prometheus.Gauge) *modState {
 	return &modState{entries: make(map[string]*modEntry), count: make(map[string]int),
-		sent: make(map[string]map[string]time.Time), marks: make(map[markKey]kickMark)}
+		sent: make(map[string]map[string]time.Time), marks: make(map[markKey]kickMark), gauges: gauges}
 }
 
 // put records r under key at revision rev and reports the entry it
@@ -559,6 +565,7 @@ func (s *modState) put(key string, r modRecord, rev uint64) *modEntry {
 	old := s.entries[key]
 	if old == nil {
 		s.count[r.Kind]++
+		s.gauges[r.Kind].Set(float64(s.count[r.Kind]))
 	}
 	s.entries[key] = &modEntry{rec: r, rev: rev, gen: s.gen}
 	return old
@@ -570,6 +577,7 @@ func (s *modState) remove(key string) *modEntry {
 	if e != nil {
 		delete(s.entries, key)
 		s.count[e.rec.Kind]--
+		s.gauges[e.rec.Kind].Set(float64(s.count[e.rec.Kind]))
 	}
 	return e
 }

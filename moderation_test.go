@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -447,5 +451,158 @@ func TestModerationPermissions(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestModerationRefusals: requests that cannot be carried out are refused
+// with an error that says why, through the socket and the API alike, and
+// change nothing.
+func TestModerationRefusals(t *testing.T) {
+	s := modServer(t, Config{})
+	bob := s.as(t, "bob", "lobby", false)
+	carol := s.as(t, "carol", "lobby", false)
+	mo := s.as(t, "mo", "lobby", false)
+	sayOK(t, bob, carol, "one")
+	tests := []struct {
+		action string
+		args   modArgs
+		code   string
+		msg    string
+		status int
+	}{
+		{"kick", modArgs{name: "nobody"}, errNoSuchUser, "nobody is not in lobby", http.StatusNotFound},
+		{"unban", modArgs{name: "bob"}, errNotFound, "bob is not banned in lobby", http.StatusNotFound},
+		{"unmute", modArgs{name: "bob"}, errNotFound, "bob is not muted in lobby", http.StatusNotFound},
+		{"delete_message", modArgs{seq: 9}, errNotFound, "lobby has no message 9: its newest is 1", http.StatusNotFound},
+		{"slow_mode", modArgs{interval: "off"}, errNotFound, "slow mode is already off in lobby", http.StatusNotFound},
+		{"ban", modArgs{name: "bob", dur: "soon"}, errBadPayload, `bad duration "soon"`, http.StatusBadRequest},
+		{"mute", modArgs{name: "bob", dur: "-1s"}, errBadPayload, "longer than zero", http.StatusBadRequest},
+		{"slow_mode", modArgs{interval: "fast"}, errBadPayload, `bad interval "fast"`, http.StatusBadRequest},
+		{"kick", modArgs{name: "no one"}, errBadName, "bad name", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.action+"/"+tt.code, func(t *testing.T) {
+			b, _ := json.Marshal(map[string]any{"type": tt.action, "id": "r1", "payload": map[string]any{
+				"name": tt.args.name, "duration": tt.args.dur, "interval": tt.args.interval, "seq": tt.args.seq}})
+			mo.sendRaw(string(b))
+			if e := mo.errorOf(); e.Code != tt.code || e.ID != "r1" || !strings.Contains(e.Message, tt.msg) {
+				t.Errorf("socket: %+v; want %s %q with id r1", e, tt.code, tt.msg)
+			}
+			method, path, body := apiRoute(tt.action, tt.args)
+			status, resp := s.api(t, method, path, testKey, body)
+			if status != tt.status || !strings.Contains(resp, tt.code) || !strings.Contains(resp, strings.ReplaceAll(tt.msg, `"`, `\"`)) {
+				t.Errorf("API: %d %s; want %d with %s %q", status, resp, tt.status, tt.code, tt.msg)
+			}
+		})
+	}
+	// The API's own refusals: a body that is not one, an unknown field,
+	// no key.
+	for _, tt := range []struct{ method, path, key, body, want string }{
+		{"POST", "/api/rooms/lobby/bans", testKey, `{"name":"bob"`, "body must be a JSON object"},
+		{"POST", "/api/rooms/lobby/bans", testKey, `{"name":"bob","duration":"1h","until":"never"}`, `unknown field \"until\"`},
+		{"POST", "/api/rooms/lobby/kick", testKey, `{"name":"bob","by":"a b"}`, "bad by"},
+		{"DELETE", "/api/rooms/lobby/messages/zero", testKey, ``, "bad seq"},
+		{"POST", "/api/rooms/lobby/kick", "", `{"name":"bob"}`, ""},
+	} {
+		status, resp := s.api(t, tt.method, tt.path, tt.key, tt.body)
+		if status/100 != 4 || !strings.Contains(resp, tt.want) {
+			t.Errorf("%s %s %s: %d %s; want 4xx with %q", tt.method, tt.path, tt.body, status, resp, tt.want)
+		}
+	}
+	sayOK(t, bob, carol, "nothing happened to me") // and bob is still there, unmuted
+}
+
+// TestModerationExpiry: a ban and a mute stop applying when they end, and
+// the sweep forgets them.
+func TestModerationExpiry(t *testing.T) {
+	s := modServer(t, Config{ModerationSweep: 50 * time.Millisecond})
+	carol := s.as(t, "carol", "lobby", false)
+	bob := s.as(t, "bob", "lobby", false)
+	for _, call := range []struct{ path, body string }{
+		{"/api/rooms/lobby/mutes", `{"name":"bob","duration":"1s"}`},
+		{"/api/rooms/lobby/bans", `{"name":"guest-eve","duration":"1s"}`},
+	} {
+		if code, resp := s.api(t, "POST", call.path, testKey, call.body); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", call.path, code, resp)
+		}
+	}
+	s.waitSeries(t, map[string]float64{`hubbub_moderation_entries{kind="ban"}`: 1, `hubbub_moderation_entries{kind="mute"}`: 1})
+	bob.say("muted?")
+	if e := bob.errorOf(); e.Code != errMuted {
+		t.Fatalf("bob: %+v; want muted", e)
+	}
+	if _, resp, err := s.tryDial("room", "lobby", "name", "guest-eve"); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("guest-eve: %v; want refused while banned", err)
+	}
+	s.waitSeries(t, map[string]float64{`hubbub_moderation_entries{kind="ban"}`: 0, `hubbub_moderation_entries{kind="mute"}`: 0})
+	sayOK(t, bob, carol, "free again")
+	s.dial(t, "room", "lobby", "name", "guest-eve").skipUntil("room_changed")
+}
+
+// TestModerationSurvivesRestart: with -data-dir, bans, mutes and slow mode
+// hold after a restart, and a deleted message stays deleted: its text is
+// gone from the history file too.
+func TestModerationSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	users := writeUsers(t, "mo:moderator", "pw", "bob", "pw", "carol", "pw")
+	start := func() (*testServer, func()) {
+		cfg := deployed(Config{UsersFile: users, APIKey: testKey, DataDir: dir})
+		srv, err := Open(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv.routes())
+		return &testServer{Server: srv, ts: ts}, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+			ts.Close()
+		}
+	}
+	s, stop := start()
+	bob := s.as(t, "bob", "lobby", false)
+	carol := s.as(t, "carol", "lobby", false)
+	sayOK(t, bob, carol, "my secret address is 12 Elm St")
+	sayOK(t, carol, bob, "kept")
+	for _, call := range []struct{ method, path, body string }{
+		{"DELETE", "/api/rooms/lobby/messages/1", ""},
+		{"POST", "/api/rooms/lobby/mutes", `{"name":"bob","duration":"1h"}`},
+		{"POST", "/api/rooms/lobby/bans", `{"name":"guest-eve","duration":"1h","reason":"spam"}`},
+		{"PUT", "/api/rooms/lobby/slow-mode", `{"interval":"1h"}`},
+	} {
+		if code, resp := s.api(t, call.method, call.path, testKey, call.body); code != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", call.method, call.path, code, resp)
+		}
+	}
+	carol.skipUntil("message_deleted")
+	stop()
+
+	raw, err := os.ReadFile(filepath.Join(dir, "history.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("12 Elm St")) {
+		t.Error("the deleted message's text is still in history.db")
+	}
+
+	s, stop = start()
+	defer stop()
+	bob = s.dial(t, "room", "lobby", "ticket", s.login(t, "bob", "pw"))
+	hist := bob.historyOf()
+	if len(hist) != 2 || !hist[0].Deleted || hist[0].Message != "" || hist[1].Message != "kept" {
+		t.Errorf("history after the restart: %+v; want the tombstone, then kept", hist)
+	}
+	bob.say("still muted?")
+	if e := bob.errorOf(); e.Code != errMuted {
+		t.Errorf("bob after the restart: %+v; want muted", e)
+	}
+	carol = s.as(t, "carol", "lobby", false)
+	carol.say("one")
+	carol.say("two")
+	if e := carol.errorOf(); e.Code != errSlowMode {
+		t.Errorf("carol's second message after the restart: %+v; want slow_mode", e)
+	}
+	if _, resp, err := s.tryDial("room", "lobby", "name", "guest-eve"); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("guest-eve after the restart: %v; want refused", err)
 	}
 }
