@@ -171,8 +171,12 @@ type Envelope struct {
 	// MsgID identifies the message for dedupe: its sender and the id the
 	// sender gave it (msgKey in ack.go). Empty: the sender gave none. A
 	// sequenced broker carries it outside the body (Nats-Msg-Id).
-	MsgID   string    `json:"-"`
-	From    string    `json:"from"`
+	MsgID string `json:"-"`
+	From  string `json:"from"`
+	// Sender is the login behind From when they differ (a second tab of
+	// carol speaks as carol-2), so that every node's slow mode counts the
+	// user, not the tab.
+	Sender  string    `json:"sender,omitempty"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
 	Bot     bool      `json:"bot,omitempty"`    // posted through the HTTP API

@@ -125,6 +125,9 @@ func (ev *brokerEvent) handle(h *Hub) { h.handleBroker(ev) }
 // event. Must only be called from run.
 func (h *Hub) publish(c *Client, msg, id string, action bool) {
 	m := Envelope{Room: c.room.name, From: c.name, Message: msg, Action: action}
+	if who := c.modName(); who != c.name {
+		m.Sender = who
+	}
 	if id != "" {
 		m.MsgID = msgIDOf(c.sender, id)
 		h.sendOnce(m, waiter{c: c, id: id})
@@ -274,7 +277,11 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 		}
 		h.stats.messages.Add(1)
 		if !m.Bot {
-			h.mod.noteSent(ev.room, m.From, m.Time) // slow mode counts every node's senders
+			who := m.Sender
+			if who == "" {
+				who = m.From
+			}
+			h.mod.noteSent(ev.room, who, m.Time) // slow mode counts every node's senders
 		}
 		if rec.held {
 			return // broadcast and acked once it is on disk (storedRequest)

@@ -451,6 +451,7 @@ func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 	h.setName(c, newName)
 	target.add(c)
 	c.room = target
+	h.mod.clearMark(name, c.modName())
 	h.sharePresence(target)
 	h.enterRoom(c, target, entry{connecting: connecting, id: id}) // room_changed and history, now or once the room is synced
 	if len(target.members) <= h.cfg.PresenceLimit {
@@ -511,6 +512,7 @@ func (h *Hub) rename(c *Client, name, id string) {
 	if c.account == "" {
 		c.sender = name // it asked for this name
 	}
+	h.mod.renamed(r.name, old, name) // slow mode keeps counting the guest's last message
 	r.rename(c, old)
 	h.sharePresence(r)
 	note := presenceNote{room: r, event: "rename", name: name, oldName: old}
@@ -530,9 +532,15 @@ func (h *Hub) renameRefused(c *Client, name string) *protoError {
 	case h.registered != nil && h.registered(name):
 		return &protoError{Code: errNameReserved, Message: name + " is a registered name; log in to use it"}
 	}
-	if r := h.mod.restriction(recBan, c.room.name, name, time.Now()); r != nil {
+	now := time.Now()
+	if r := h.mod.restriction(recBan, c.room.name, name, now); r != nil {
 		e := banError(r)
 		e.Message = "the name " + name + " is banned here: " + e.Message
+		return e
+	}
+	if r := h.mod.restriction(recMute, c.room.name, c.name, now); r != nil {
+		e := muteError(r) // a new name would shake off the mute
+		e.Message += "; your name stays until then"
 		return e
 	}
 	return nil

@@ -130,6 +130,7 @@ const (
 	maxSlowModes    = 10_000 // rooms in slow mode
 	maxTombstones   = 10_000 // deleted messages that can still be replayed
 	kickMarkTTL     = 10 * time.Second
+	slowOffTTL      = time.Minute // how long the record of a lifted slow mode stays (setSlowMode)
 )
 
 // actor is who asks for a moderation action, and where the answer goes: a
@@ -244,6 +245,15 @@ func (h *Hub) moderate(a actor, m modAction) {
 	}
 	if m.kind != actDelete && m.kind != actSlow {
 		m.name = h.targetName(m.name, m.room)
+	}
+	if m.kind == actKick || m.kind == actBan || m.kind == actMute {
+		// Nobody acts on an equal or a superior, or on itself; the API key
+		// is the operator's and acts on anyone.
+		if tr := h.targetRole(m.name); a.api == nil && tr >= a.role {
+			h.modFail(a, &protoError{Code: errForbidden,
+				Message: fmt.Sprintf("%s is %s; only an admin or the API can %s them", m.name, article(tr), what)})
+			return
+		}
 	}
 	switch m.kind {
 	case actKick:
@@ -413,28 +423,23 @@ func (h *Hub) lift(a actor, m modAction) {
 	}
 }
 
-// setSlowMode sets or lifts a room's slow mode. Must only be called from
-// run.
+// setSlowMode sets or lifts a room's slow mode. Lifting it puts a record
+// with interval 0, not a delete, so that every node can say who lifted it;
+// the sweep removes that record once it is slowOffTTL old. Must only be
+// called from run.
 func (h *Hub) setSlowMode(a actor, m modAction) {
 	r := modRecord{Kind: recSlow, Room: m.room, Interval: m.dur, By: a.name, At: time.Now().UTC()}
 	n := m.notice(a)
-	if m.dur > 0 {
-		if h.mod.entries[r.key()] == nil && h.mod.count[recSlow] >= maxSlowModes {
-			h.modFail(a, &protoError{Code: errTooMany, Message: fmt.Sprintf(
-				"%d rooms are in slow mode, as many as this server keeps", maxSlowModes)})
-			return
-		}
-		h.putRecord(a, r, n)
-		return
-	}
-	if h.mod.entries[r.key()] == nil {
+	if m.dur == 0 && h.mod.slowMode(m.room) == 0 {
 		h.modFail(a, &protoError{Code: errNotFound, Message: "slow mode is already off in " + m.room})
 		return
 	}
-	err := h.broker.DeleteRecord(r.key(), 0, func(err error) { h.fromBrokerResult(modResult{a: a, n: n, err: err}) })
-	if err != nil {
-		h.modFail(a, notDone(n.Action, err))
+	if h.mod.entries[r.key()] == nil && h.mod.count[recSlow] >= maxSlowModes {
+		h.modFail(a, &protoError{Code: errTooMany, Message: fmt.Sprintf(
+			"%d rooms are in slow mode, as many as this server keeps", maxSlowModes)})
+		return
 	}
+	h.putRecord(a, r, n)
 }
 
 // deleteMessage replaces a message of a room's history with a tombstone on
@@ -605,8 +610,8 @@ func (s *modState) slowMode(room string) time.Duration {
 	return 0
 }
 
-// noteSent records that name sent in room at t, if the room is in slow
-// mode.
+// noteSent records that name (a login, or a guest's nickname) sent in
+// room at t, if the room is in slow mode.
 func (s *modState) noteSent(room, name string, t time.Time) {
 	if s.slowMode(room) == 0 {
 		return
@@ -621,25 +626,35 @@ func (s *modState) noteSent(room, name string, t time.Time) {
 	}
 }
 
+// renamed carries what slow mode knows of a guest's messages in room from
+// its old name to its new one.
+func (s *modState) renamed(room, old, name string) {
+	if t, ok := s.sent[room][fold(old)]; ok {
+		s.noteSent(room, name, t)
+	}
+}
+
 // mark remembers that name is leaving room ("": every room) because of m.
 func (s *modState) mark(room, name string, m kickMark) { s.marks[markKey{room, fold(name)}] = m }
 
 // takeMark returns the mark of name's leave from room, if there is a
-// recent one. A room's mark is used once (a name is in a room once); a
-// server-wide one serves every room until it expires.
+// recent one: a room's, else a server-wide one. A mark serves every
+// connection of the name that leaves within kickMarkTTL (a user kicked
+// with two tabs leaves twice) and ends when the name joins the room again
+// (clearMark).
 func (s *modState) takeMark(room, name string, now time.Time) *kickMark {
-	k := markKey{room, fold(name)}
-	m, ok := s.marks[k]
-	if ok {
-		delete(s.marks, k)
-	} else if m, ok = s.marks[markKey{"", fold(name)}]; !ok {
-		return nil
+	m, ok := s.marks[markKey{room, fold(name)}]
+	if !ok {
+		m, ok = s.marks[markKey{"", fold(name)}]
 	}
-	if now.Sub(m.at) > kickMarkTTL {
+	if !ok || now.Sub(m.at) > kickMarkTTL {
 		return nil
 	}
 	return &m
 }
+
+// clearMark forgets why name last left room: it is back.
+func (s *modState) clearMark(room, name string) { delete(s.marks, markKey{room, fold(name)}) }
 
 // modName is the name moderation knows c by: its login, else its nickname.
 func (c *Client) modName() string {
@@ -702,14 +717,14 @@ func (h *Hub) sayRefused(c *Client) *protoError {
 	if every == 0 || h.roleOf(c) >= roleModerator {
 		return nil
 	}
-	if last, ok := h.mod.sent[room][fold(c.name)]; ok {
+	if last, ok := h.mod.sent[room][fold(c.modName())]; ok {
 		if wait := last.Add(every).Sub(now); wait > 0 {
 			secs := (wait + time.Second - 1) / time.Second
 			return &protoError{Code: errSlowMode, RetryAfterMS: wait.Milliseconds() + 1,
 				Message: fmt.Sprintf("slow mode in %s: one message every %s; wait %ds", room, shortDuration(every), secs)}
 		}
 	}
-	h.mod.noteSent(room, c.name, now)
+	h.mod.noteSent(room, c.modName(), now)
 	return nil
 }
 
@@ -740,6 +755,31 @@ func (h *Hub) targetName(name, room string) string {
 		}
 	}
 	return name
+}
+
+// targetRole is the highest role name has: in the users file, or on any
+// of this node's connections under that name (a JWT's role). Must only
+// be called from run.
+func (h *Hub) targetRole(name string) role {
+	r := roleNone
+	if h.userRole != nil {
+		r = h.userRole(name)
+	}
+	for c := range h.named[fold(name)] {
+		r = max(r, h.roleOf(c))
+	}
+	return r
+}
+
+// article names role r for a sentence: "a moderator", "an admin".
+func article(r role) string {
+	switch r {
+	case roleModerator:
+		return "a moderator"
+	case roleAdmin:
+		return "an admin"
+	}
+	return "a user"
 }
 
 // eject closes c for a kick or ban. Must only be called from run.
@@ -869,6 +909,10 @@ func (h *Hub) handleRecord(u RecordUpdate) {
 	switch r.Kind {
 	case recBan:
 		h.enforceBan(r)
+	case recSlow:
+		if r.Interval == 0 {
+			delete(h.mod.sent, r.Room) // lifted
+		}
 	case recTomb:
 		if h.history.tombstone(r.Room, r.Epoch, r.Seq, r.By) && u.Live {
 			if rm := h.rooms[r.Room]; rm != nil {
@@ -894,13 +938,16 @@ func (r modRecord) notice() modNotice {
 		n.Until = stamp(r.Until)
 	case recSlow:
 		n.Action = "slow_mode"
-		n.Interval = shortDuration(r.Interval)
+		if r.Interval > 0 {
+			n.Interval = shortDuration(r.Interval) // none: lifted
+		}
 	}
 	return n
 }
 
 // forgetRecord drops key from the state and the disk; live announces the
-// end of a room's slow mode. Must only be called from run.
+// end of a room's slow mode if it was on (one lifted by a moderator was
+// announced when it was lifted). Must only be called from run.
 func (h *Hub) forgetRecord(key string, live bool) {
 	e := h.mod.remove(key)
 	if e == nil {
@@ -912,7 +959,7 @@ func (h *Hub) forgetRecord(key string, live bool) {
 	switch e.rec.Kind {
 	case recSlow:
 		delete(h.mod.sent, e.rec.Room)
-		if rm := h.rooms[e.rec.Room]; rm != nil && live {
+		if rm := h.rooms[e.rec.Room]; rm != nil && live && e.rec.Interval > 0 {
 			h.broadcast(rm, noticeEvent(modNotice{Action: "slow_mode", Room: e.rec.Room, By: e.rec.By}), nil)
 		}
 	case recTomb:
@@ -932,6 +979,8 @@ func (h *Hub) sweepModeration(now time.Time) {
 		switch r.Kind {
 		case recBan, recMute:
 			gone = !now.Before(r.Until)
+		case recSlow:
+			gone = r.Interval == 0 && now.Sub(r.At) >= slowOffTTL
 		case recTomb:
 			gone = h.history.moot(r.Room, r.Epoch, r.Seq)
 		}

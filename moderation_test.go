@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -604,5 +605,148 @@ func TestModerationSurvivesRestart(t *testing.T) {
 	}
 	if _, resp, err := s.tryDial("room", "lobby", "name", "guest-eve"); err == nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("guest-eve after the restart: %v; want refused", err)
+	}
+}
+
+// TestModerationNames: a moderator names whom it acts on as the room
+// shows them. A logged-in user's second tab (bob-2) is bob, so acting on
+// it acts on bob's every connection there; a guest's name binds in any
+// case.
+func TestModerationNames(t *testing.T) {
+	s := modServer(t, Config{})
+	mo := s.as(t, "mo", "lobby", false)
+	bob := s.as(t, "bob", "lobby", false)
+	bob2 := s.as(t, "bob", "lobby", false)
+	if got := bob2.members(); got.Name != "" && !slices.Contains(got.Members, "bob-2") {
+		t.Fatalf("members %v; want bob-2 for bob's second tab", got.Members)
+	}
+	mo.sendRaw(`{"type":"kick","id":"k","payload":{"name":"bob-2","reason":"both tabs"}}`)
+	// mo reads its answer and the room's news of both tabs leaving, each
+	// marked as kicked, in whichever order they come.
+	var n modNotice
+	left := map[string]bool{}
+	for n.Action == "" || len(left) < 2 {
+		switch e := mo.next(); e.Type {
+		case "moderation":
+			e.decode(t, &n)
+		case "presence":
+			var p presencePayload
+			if e.decode(t, &p); p.Event == "leave" {
+				left[p.Name] = p.Kicked && p.By == "mo" && p.Reason == "both tabs"
+			}
+		}
+	}
+	if n.Name != "bob" || n.Kicked != 2 {
+		t.Errorf("kick notice %+v; want bob, 2 connections", n)
+	}
+	if !left["bob"] || !left["bob-2"] {
+		t.Errorf("leaves %v; want bob and bob-2, both marked as kicked", left)
+	}
+	for i, p := range []*peer{bob, bob2} {
+		if code := p.closeCode(5 * time.Second); code != closeKicked {
+			t.Errorf("bob's connection %d closed with %d; want %d", i, code, closeKicked)
+		}
+	}
+
+	spam := s.as(t, "guest-Spammer", "lobby", false)
+	mo.sendJSON("ban", map[string]string{"name": "GUEST-spammer", "duration": "1h"})
+	if code := spam.closeCode(5 * time.Second); code != closeBanned {
+		t.Errorf("guest-Spammer closed with %d; want %d", code, closeBanned)
+	}
+	for _, name := range []string{"guest-spammer", "GUEST-SPAMMER"} {
+		if _, resp, err := s.tryDial("room", "lobby", "name", name); err == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s connected (%v); want refused by the ban", name, err)
+		}
+	}
+	// Nor can a guest in another room take the banned name in lobby.
+	g := s.as(t, "guest-x", "attic", false)
+	g.sendJSON("change_name", map[string]string{"name": "guest-SPAMMER"})
+	g.sendJSON("change_room", map[string]string{"name": "lobby"})
+	if e := g.errorOf(); e.Code != errBanned {
+		t.Errorf("the banned name joining lobby: %+v; want banned", e)
+	}
+}
+
+// TestModerationTargets: nobody acts on an equal, a superior or itself;
+// the API key acts on anyone.
+func TestModerationTargets(t *testing.T) {
+	tests := []struct {
+		actor, target string
+		ok            bool
+	}{
+		{"mo", "bob", true},
+		{"mo", "mo", false},
+		{"mo", "ad", false},
+		{"ad", "mo", true},
+		{"ad", "ad", false},
+		{"api", "ad", true},
+	}
+	for _, tt := range tests {
+		for _, action := range []string{"kick", "ban", "mute"} {
+			t.Run(tt.actor+"/"+action+"/"+tt.target, func(t *testing.T) {
+				s := modServer(t, Config{})
+				target := s.as(t, tt.target, "lobby", false)
+				via, actor := viaAPI, target
+				if tt.actor != "api" {
+					via = viaJSON
+					if tt.actor != tt.target {
+						actor = s.as(t, tt.actor, "lobby", false)
+					}
+				}
+				got := s.moderateVia(t, via, actor, action, modArgs{name: tt.target, dur: "1h"}, "")
+				if want := map[bool]string{true: "ok", false: errForbidden}[tt.ok]; got != want {
+					t.Errorf("got %s; want %s", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestSlowModeCountsUsers: slow mode holds a user to one message per
+// interval across its tabs, and a guest across its names; lifting it
+// names who lifted it. A muted guest cannot shed the mute by renaming.
+func TestSlowModeCountsUsers(t *testing.T) {
+	s := modServer(t, Config{})
+	carol := s.as(t, "carol", "lobby", false)
+	carol2 := s.as(t, "carol", "lobby", false)
+	guest := s.as(t, "guest-gus", "lobby", false)
+	watch := s.as(t, "dave", "lobby", false)
+	if code, resp := s.api(t, "PUT", "/api/rooms/lobby/slow-mode", testKey, `{"interval":"1h","by":"setter"}`); code != http.StatusOK {
+		t.Fatalf("slow mode: %d %s", code, resp)
+	}
+	sayOK(t, carol, watch, "from tab one")
+	carol2.say("from tab two")
+	if e := carol2.errorOf(); e.Code != errSlowMode {
+		t.Errorf("carol's second tab: %+v; want slow_mode", e)
+	}
+	sayOK(t, guest, watch, "as gus")
+	guest.sendJSON("change_name", map[string]string{"name": "guest-other"})
+	guest.skipUntil("presence")
+	guest.say("as someone else")
+	if e := guest.errorOf(); e.Code != errSlowMode {
+		t.Errorf("the renamed guest: %+v; want slow_mode", e)
+	}
+
+	if code, resp := s.api(t, "DELETE", "/api/rooms/lobby/slow-mode", testKey, `{"by":"lifter"}`); code != http.StatusOK {
+		t.Fatalf("slow mode off: %d %s", code, resp)
+	}
+	for {
+		var n modNotice
+		watch.skipUntil("moderation").decode(t, &n)
+		if n.Action == "slow_mode" && n.Interval == "" {
+			if n.By != "lifter" {
+				t.Errorf("slow mode lifted by %q; want lifter", n.By)
+			}
+			break
+		}
+	}
+	sayOK(t, carol2, watch, "free")
+
+	if code, resp := s.api(t, "POST", "/api/rooms/lobby/mutes", testKey, `{"name":"guest-other","duration":"1h"}`); code != http.StatusOK {
+		t.Fatalf("mute: %d %s", code, resp)
+	}
+	guest.sendJSON("change_name", map[string]string{"name": "guest-fresh"})
+	if e := guest.errorOf(); e.Code != errMuted || !strings.Contains(e.Message, "your name stays") {
+		t.Errorf("the muted guest renaming: %+v; want muted", e)
 	}
 }
