@@ -34,6 +34,10 @@ type Client struct {
 	// action (Hub.roleOf). Set before register; never written again.
 	tokenRole role
 	fixedRole bool
+	// showSeq is set for a text client with a moderator's role when it
+	// enters a room: its message lines carry their seqs ("[lobby #12]"),
+	// which /delete names. Owned by Hub.run.
+	showSeq bool
 
 	// flood is the message budget (nil: unlimited). Used only by Message,
 	// which the connection's reader calls.

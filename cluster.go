@@ -239,7 +239,9 @@ func (h *Hub) enterRoom(c *Client, r *Room, e entry) {
 		return
 	}
 	l := h.history.get(r.name)
-	h.deliver(c, roomChangedEvent(r, c.name, h.roleOf(c), l.epoch, l.last, e.id))
+	rl := h.roleOf(c)
+	c.showSeq = c.format == formatText && rl >= roleModerator
+	h.deliver(c, roomChangedEvent(r, c.name, rl, l.epoch, l.last, e.id))
 	h.replayHistory(c, r.name, e.connecting)
 }
 

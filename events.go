@@ -18,6 +18,9 @@ import (
 type outbound struct {
 	json []byte // one JSON object, no trailing newline
 	text []byte // one line for text clients, no trailing newline
+	// seqText is text with the message's seq ("[lobby #12] bob: hi"), for
+	// text clients that moderate (Client.showSeq); nil for other events.
+	seqText []byte
 }
 
 // outEvent is the envelope of every JSON server event.
@@ -112,15 +115,26 @@ func encodeMessage(p messagePayload) *outbound {
 	if p.Action {
 		return newOutbound("new_message", p, "["+p.Room+"] * "+from+" "+p.Message)
 	}
-	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
+	return withSeqText(newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message), p.Room, p.Seq)
+}
+
+// withSeqText gives o, a numbered message of room, its line for text
+// moderators, and returns it.
+func withSeqText(o *outbound, room string, seq uint64) *outbound {
+	if seq > 0 {
+		prefix := len("[" + room)
+		o.seqText = fmt.Appendf(append([]byte(nil), o.text[:prefix]...), " #%d", seq)
+		o.seqText = append(o.seqText, o.text[prefix:]...)
+	}
+	return o
 }
 
 // encodeTombstone builds the new_message that stands for message seq of
 // room, deleted by by: the seq and who deleted it, nothing of the message.
 // Text clients read "[room] message deleted".
 func encodeTombstone(room, epoch string, seq uint64, by string) *outbound {
-	return newOutbound("new_message", messagePayload{Seq: seq, Epoch: epoch, Room: room, Deleted: true, By: by},
-		"["+room+"] message deleted")
+	return withSeqText(newOutbound("new_message", messagePayload{Seq: seq, Epoch: epoch, Room: room, Deleted: true, By: by},
+		"["+room+"] message deleted"), room, seq)
 }
 
 // stamp formats a message time the way the protocol sends it.

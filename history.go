@@ -546,7 +546,11 @@ func (h *Hub) recoverMissed(c *Client, l *roomLog, rp resumePoint) {
 func (h *Hub) sendHistory(c *Client, l *roomLog, from int) {
 	if c.format == formatText {
 		for i := from; i < l.count(); i++ {
-			h.deliver(c, textOnly(string(historyLine(l, l.at(i)))))
+			line := historyLine(l, l.at(i))
+			if c.showSeq { // "[room #seq] (history) …", built for the few who moderate
+				line = fmt.Appendf(nil, "[%s #%d]%s", l.room, l.at(i).seq, line[len("["+l.room+"]"):])
+			}
+			h.deliver(c, textOnly(string(line)))
 		}
 		return
 	}

@@ -391,6 +391,9 @@ func (h *Hub) deliver(c *Client, o *outbound) {
 	msg := o.json
 	if c.format == formatText {
 		msg = o.text
+		if c.showSeq && o.seqText != nil {
+			msg = o.seqText
+		}
 	}
 	if msg == nil {
 		return // an event for the other format only (text help lines)

@@ -750,3 +750,33 @@ func TestSlowModeCountsUsers(t *testing.T) {
 		t.Errorf("the muted guest renaming: %+v; want muted", e)
 	}
 }
+
+// TestTextModeratorsSeeSeqs: a moderator in the text format reads each
+// message's seq, live and in history, so that it can /delete it; other
+// text users read the plain lines.
+func TestTextModeratorsSeeSeqs(t *testing.T) {
+	s := modServer(t, Config{})
+	bob := s.as(t, "bob", "lobby", false)
+	mo := s.as(t, "mo", "lobby", true)
+	plain := s.as(t, "carol", "lobby", true)
+	bob.say("buy cheap stuff")
+	if l := mo.lineWith("bob:"); l != "[lobby #1] bob: buy cheap stuff" {
+		t.Errorf("moderator's line %q; want [lobby #1] bob: buy cheap stuff", l)
+	}
+	if l := plain.lineWith("bob:"); l != "[lobby] bob: buy cheap stuff" {
+		t.Errorf("user's line %q; want [lobby] bob: buy cheap stuff", l)
+	}
+	late := s.as(t, "ad", "elsewhere", true)
+	late.sendRaw("/join lobby")
+	if l := late.lineWith("(history)"); l != "[lobby #1] (history) bob: buy cheap stuff" {
+		t.Errorf("admin's history line %q", l)
+	}
+	mo.sendRaw("/delete 1")
+	if l := mo.lineWith("deleted"); l != "* message 1 in lobby was deleted by mo" {
+		t.Errorf("moderator read %q", l)
+	}
+	replay := s.dial(t, "room", "lobby", "ticket", s.login(t, "mo", "pw"), "format", "text")
+	if l := replay.lineWith("(history)"); l != "[lobby #1] (history) message deleted" {
+		t.Errorf("moderator's replay of the tombstone %q", l)
+	}
+}

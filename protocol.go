@@ -461,7 +461,7 @@ func parseModeration(cmd, arg string) command {
 	usage := map[actionKind]string{
 		actKick: "usage: /" + cmd + " NAME [reason]", actBan: "usage: /" + cmd + " NAME DURATION [reason], e.g. /" + cmd + " bob 10m spam",
 		actUnban: "usage: /" + cmd + " NAME", actMute: "usage: /" + cmd + " NAME DURATION [reason], e.g. /" + cmd + " bob 5m",
-		actUnmute: "usage: /" + cmd + " NAME", actDelete: "usage: /delete SEQ (the seq /status and history lines show)",
+		actUnmute: "usage: /" + cmd + " NAME", actDelete: "usage: /delete SEQ (a moderator's text lines show each message's seq: [lobby #12])",
 		actSlow: "usage: /slow INTERVAL (e.g. /slow 10s), or /slow off",
 	}[a.kind]
 	if first == "" {
