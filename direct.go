@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -59,7 +60,7 @@ func (h *Hub) sendDirect(c *Client, to, msg, id string) {
 	case c.account == "":
 		fail(errForbidden, "direct messages are between logged-in users: log in to send one")
 		return
-	case to == c.account:
+	case strings.EqualFold(to, c.account):
 		fail(errBadPayload, "that is you: a direct message goes to someone else")
 		return
 	}
@@ -112,7 +113,9 @@ func (h *Hub) onDirect(p directPayload, toSender bool) int {
 	o := directEvent(p)
 	n := 0
 	for c := range h.named[fold(who)] {
-		if c.active && c.account == who {
+		// Logins are unique ignoring case, so "Bob" is bob; a guest is
+		// indexed by its nickname and has no account, so it never matches.
+		if c.active && c.account != "" && strings.EqualFold(c.account, who) {
 			h.deliver(c, o)
 			n++
 		}

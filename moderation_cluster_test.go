@@ -483,6 +483,18 @@ func TestClusterModDirect(t *testing.T) {
 	for _, p := range []*peer{carol, guest, bobB, bobC, alice2} {
 		p.untilMessage("marker 2", "direct_message")
 	}
+
+	// Logins are unique ignoring case, so "BOB" is bob too.
+	alice.sendJSON("send_direct", map[string]string{"to": "BOB", "message": "shouting"})
+	for i, p := range []*peer{bobB, bobC, alice} {
+		if d := p.directOf(); d.From != "alice" || d.Message != "shouting" {
+			t.Errorf("connection %d got %+v; want alice's message to BOB", i, d)
+		}
+	}
+	alice.sendJSON("send_direct", map[string]string{"to": "Alice", "message": "me"})
+	if pe := alice.errorOf(); pe.Code != errBadPayload {
+		t.Errorf("direct message to Alice from alice got %+v; want %s", pe, errBadPayload)
+	}
 }
 
 // TestClusterModTombstone: a moderator on A deletes message 2. Live
@@ -560,20 +572,25 @@ func TestClusterModTombstone(t *testing.T) {
 // TestClusterModSlowMode: slow mode set on A binds a sender on B: the
 // second message within the interval is refused with slow_mode and a
 // retry_after_ms, and so is one from the sender's connection on C, which
-// counts the message C saw come from B. Moderators are exempt.
+// counts the message C saw come from B, and one from a second connection
+// on B, shown as bob-2. Moderators are exempt.
 func TestClusterModSlowMode(t *testing.T) {
 	c := newModCluster(t, 3, Config{})
 	a, b, cn := c.nodes[0], c.nodes[1], c.nodes[2]
 	mo := c.user(a, "mo", "lobby")
 	bob := c.user(b, "bob", "lobby")
 	bobC := c.user(cn, "bob", "lobby")
-	mo.waitPresence("join", "bob")
+	bob2, rp := b.joined(t, "ticket", b.login(t, "bob", modPassword), "room", "lobby")
+	if rp.Name != "bob-2" {
+		t.Fatalf("bob's second connection on B is %q; want bob-2", rp.Name)
+	}
+	mo.waitPresence("join", "bob-2")
 
 	n := mo.mod("slow_mode", map[string]any{"interval": "1h"})
 	if n.Action != "slow_mode" || n.Interval != "1h" {
 		t.Fatalf("slow mode confirmed as %+v", n)
 	}
-	for _, p := range []*peer{bob, bobC} {
+	for _, p := range []*peer{bob, bobC, bob2} {
 		if got := p.notice("slow_mode"); got.Interval != "1h" || got.By != "mo" {
 			t.Fatalf("bob's room notice %+v; want slow mode 1h by mo", got)
 		}
@@ -581,7 +598,8 @@ func TestClusterModSlowMode(t *testing.T) {
 	bob.say("first")
 	bob.untilMessage("first", "error")
 	bobC.untilMessage("first", "error") // C has counted it
-	for who, p := range map[string]*peer{"on B": bob, "on C": bobC} {
+	bob2.untilMessage("first", "error")
+	for who, p := range map[string]*peer{"on B": bob, "on C": bobC, "as bob-2 on B": bob2} {
 		p.sendRaw(modFrame(t, "send_message", "s2", map[string]string{"message": "second"}))
 		pe := p.errorOf()
 		if pe.Code != errSlowMode || pe.RetryAfterMS <= 0 || pe.RetryAfterMS > time.Hour.Milliseconds()+1 || pe.ID != "s2" {
@@ -595,60 +613,70 @@ func TestClusterModSlowMode(t *testing.T) {
 
 // TestClusterModKick: a kick on A closes the user's connections on B and
 // C with 4000, a room kick by a moderator and a server-wide one through
-// the API alike, and the confirmation counts both; a kick of someone who
-// is not there is answered no_such_user (404 through the API).
+// the API alike, and the confirmation counts them all. A second
+// connection on B shows as bob-2 on every node, and a kick of bob-2 on A
+// is a kick of bob, as it is on B. A kick of someone who is not there is
+// answered no_such_user (404 through the API).
 func TestClusterModKick(t *testing.T) {
 	c := newModCluster(t, 3, Config{})
 	a, b, cn := c.nodes[0], c.nodes[1], c.nodes[2]
 	mo := c.user(a, "mo", "lobby")
 
+	byMod := func(t *testing.T, name string) (modNotice, string) {
+		mo.sendRaw(modFrame(t, "kick", "k-"+name, map[string]any{"name": name, "reason": "calm down"}))
+		for {
+			switch e := mo.next(); e.Type {
+			case "error":
+				var pe protoError
+				e.decode(t, &pe)
+				return modNotice{}, pe.Code
+			case "moderation":
+				var n modNotice
+				e.decode(t, &n)
+				if n.ID == "k-"+name {
+					return n, ""
+				}
+			}
+		}
+	}
+	byAPI := func(t *testing.T, name string) (modNotice, string) {
+		status, body := a.api(t, "POST", "/api/kick", testKey, fmt.Sprintf(`{"name":%q,"reason":"calm down","by":"ad"}`, name))
+		var n modNotice
+		if status != http.StatusOK {
+			var e struct{ Code string }
+			decodeJSONBody(t, body, &e)
+			if status != http.StatusNotFound {
+				t.Errorf("kick through the API = %d %s; want 200 or 404", status, body)
+			}
+			return n, e.Code
+		}
+		decodeJSONBody(t, body, &n)
+		return n, ""
+	}
 	tests := []struct {
 		name   string
+		target string                                              // as A shows it
 		kick   func(t *testing.T, name string) (modNotice, string) // on A; the error code
 		reason string
 	}{
-		{"moderator in the room", func(t *testing.T, name string) (modNotice, string) {
-			mo.sendRaw(modFrame(t, "kick", "k-"+name, map[string]any{"name": name, "reason": "calm down"}))
-			for {
-				switch e := mo.next(); e.Type {
-				case "error":
-					var pe protoError
-					e.decode(t, &pe)
-					return modNotice{}, pe.Code
-				case "moderation":
-					var n modNotice
-					e.decode(t, &n)
-					if n.ID == "k-"+name {
-						return n, ""
-					}
-				}
-			}
-		}, "kicked from lobby by mo: calm down"},
-		{"API server-wide", func(t *testing.T, name string) (modNotice, string) {
-			status, body := a.api(t, "POST", "/api/kick", testKey, fmt.Sprintf(`{"name":%q,"reason":"calm down","by":"ad"}`, name))
-			var n modNotice
-			if status != http.StatusOK {
-				var e struct{ Code string }
-				decodeJSONBody(t, body, &e)
-				if status != http.StatusNotFound {
-					t.Errorf("kick through the API = %d %s; want 200 or 404", status, body)
-				}
-				return n, e.Code
-			}
-			decodeJSONBody(t, body, &n)
-			return n, ""
-		}, "kicked by ad: calm down"},
+		{"moderator in the room", "bob", byMod, "kicked from lobby by mo: calm down"},
+		{"moderator, by the second connection's name", "bob-2", byMod, "kicked from lobby by mo: calm down"},
+		{"API server-wide", "bob", byAPI, "kicked by ad: calm down"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bobB := c.user(b, "bob", "lobby")
 			bobC := c.user(cn, "bob", "lobby")
-			mo.waitPresence("join", "bob")
-			n, code := tt.kick(t, "bob")
-			if code != "" || n.Action != "kick" || n.Name != "bob" || n.Kicked != 2 {
-				t.Errorf("kick of bob: %+v, error %q; want confirmed, 2 connections", n, code)
+			bobB2, rp := b.joined(t, "ticket", b.login(t, "bob", modPassword), "room", "lobby")
+			if rp.Name != "bob-2" {
+				t.Fatalf("bob's second connection on B is %q; want bob-2", rp.Name)
 			}
-			for who, p := range map[string]*peer{"on B": bobB, "on C": bobC} {
+			mo.waitPresence("join", "bob-2")
+			n, code := tt.kick(t, tt.target)
+			if code != "" || n.Action != "kick" || n.Kicked != 3 {
+				t.Errorf("kick of %s: %+v, error %q; want confirmed, 3 connections", tt.target, n, code)
+			}
+			for who, p := range map[string]*peer{"on B": bobB, "on C": bobC, "as bob-2 on B": bobB2} {
 				if code, reason := p.closeFrame(10 * time.Second); code != closeKicked || reason != tt.reason {
 					t.Errorf("bob's connection %s closed with %d %q; want %d %q", who, code, reason, closeKicked, tt.reason)
 				}
