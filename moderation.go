@@ -687,14 +687,17 @@ func (h *Hub) sayRefused(c *Client) *protoError {
 	if every == 0 || h.roleOf(c) >= roleModerator {
 		return nil
 	}
-	if last, ok := h.mod.sent[room][fold(c.name)]; ok {
+	// A logged-in user counts as one sender under its login, whichever
+	// connection sends: its second one in a room is shown as name-2.
+	who := c.modName()
+	if last, ok := h.mod.sent[room][fold(who)]; ok {
 		if wait := last.Add(every).Sub(now); wait > 0 {
 			secs := (wait + time.Second - 1) / time.Second
 			return &protoError{Code: errSlowMode, RetryAfterMS: wait.Milliseconds() + 1,
 				Message: fmt.Sprintf("slow mode in %s: one message every %s; wait %ds", room, shortDuration(every), secs)}
 		}
 	}
-	h.mod.noteSent(room, c.name, now)
+	h.mod.noteSent(room, who, now)
 	return nil
 }
 
