@@ -113,7 +113,9 @@ func (h *Hub) onDirect(p directPayload, toSender bool) int {
 	o := directEvent(p)
 	n := 0
 	for c := range h.named[fold(who)] {
-		if c.active && strings.EqualFold(c.account, who) { // logins are unique ignoring case
+		// Logins are unique ignoring case, so "Bob" is bob; a guest is
+		// indexed by its nickname and has no account, so it never matches.
+		if c.active && c.account != "" && strings.EqualFold(c.account, who) {
 			h.deliver(c, o)
 			n++
 		}

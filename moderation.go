@@ -808,9 +808,14 @@ func (h *Hub) onKick(k kickSignal) int {
 	if k.Server {
 		room = ""
 	}
-	h.mod.mark(room, k.Name, kickMark{by: k.By, reason: k.Reason, at: time.Now()})
+	// The actor's node resolved the name against its own members only; a
+	// member of this node shown as bob-2 (bob's second connection) is
+	// resolved here, so that it means bob on every node, as it does on
+	// the actor's.
+	name := h.targetName(k.Name, room)
+	h.mod.mark(room, name, kickMark{by: k.By, reason: k.Reason, at: time.Now()})
 	d := dcKicked(k.Room, k.By, k.Reason)
-	cs := h.matching(k.Name, room)
+	cs := h.matching(name, room)
 	for _, c := range cs {
 		h.eject(c, d)
 	}
