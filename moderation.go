@@ -591,6 +591,9 @@ func (s *modState) remove(key string) *modEntry {
 // wide, that is in force at now; server-wide first. room "" looks only
 // server-wide.
 func (s *modState) restriction(kind, room, name string, now time.Time) *modRecord {
+	if s.count[kind] == 0 {
+		return nil // the common case, checked on every message: no keys built
+	}
 	for _, r := range []modRecord{{Kind: kind, Server: true, Name: name}, {Kind: kind, Room: room, Name: name}} {
 		if r.Room == "" && !r.Server {
 			continue
@@ -604,6 +607,9 @@ func (s *modState) restriction(kind, room, name string, now time.Time) *modRecor
 
 // slowMode returns room's slow-mode interval, 0 when off.
 func (s *modState) slowMode(room string) time.Duration {
+	if s.count[recSlow] == 0 {
+		return 0
+	}
 	if e := s.entries[recSlow+"."+room]; e != nil {
 		return e.rec.Interval
 	}
