@@ -189,10 +189,9 @@ describe("kicks and bans", () => {
     h.clock.advance(BACKOFF_ANY);
     await settle();
     h.sock.drop(1006); // the reconnect is refused before the upgrade
-    h.clock.advance(BACKOFF_ANY);
     await settle();
     await settle();
-    assert.equal(asked.length, 1);
+    assert.equal(asked.length, 1, "asked at once, before any wait");
     const u = new URL(asked[0]);
     assert.equal(u.protocol, "http:");
     assert.equal(u.pathname, "/ws");
@@ -214,12 +213,39 @@ describe("kicks and bans", () => {
       const h = harness({ client: { fetch } });
       await h.start();
       h.sock.drop(1006);
-      h.clock.advance(BACKOFF_ANY);
       await settle();
+      await settle();
+      h.clock.advance(BACKOFF_ANY);
       await settle();
       assert.equal(h.WS.all.length, 2, `after ${resp ? resp.status : "no answer"}`);
       assert.equal(h.client.active, true);
     }
+  });
+
+  test("once the server has answered why, further refusals are not looked at until a join", async () => {
+    let asked = 0;
+    const fetch = async () => {
+      asked++;
+      return { status: 503, text: async () => "server full" };
+    };
+    const h = harness({ client: { fetch } });
+    await h.start();
+    const refuse = async () => {
+      h.sock.drop(1006);
+      await settle();
+      await settle();
+      h.clock.advance(BACKOFF_ANY);
+      await settle();
+    };
+    await refuse();
+    await refuse();
+    await refuse();
+    assert.equal(asked, 1);
+    assert.equal(h.WS.all.length, 4);
+    h.join();
+    await refuse(); // lost after the join: not refused, not looked at
+    await refuse();
+    assert.equal(asked, 2);
   });
 });
 

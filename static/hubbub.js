@@ -200,6 +200,7 @@ export class Client extends EventTarget {
   #status = { state: "offline", retryAt: 0, waitingForNetwork: false, close: null };
   #lastClose = null; // {code, reason} of the last unasked-for close, until the next join
   #ended = null; // {code, reason, kind} when the server ended us for good (kick, ban), until rejoin
+  #probed = false; // a refusal since the last join was looked at (whyRefused)
 
   // Who and where.
   #room = ""; // the room we are in, or ask for at connect
@@ -313,6 +314,7 @@ export class Client extends EventTarget {
     this.#viewRoom = "";
     this.#shown.clear();
     this.#ended = null;
+    this.#probed = false;
     this.#role = "";
     this.#directSeen.clear();
     this.#conversations.clear();
@@ -351,6 +353,7 @@ export class Client extends EventTarget {
   rejoin() {
     if (!this.#stopped || !this.#room) return;
     this.#ended = null;
+    this.#probed = false;
     this.#lastClose = null;
     this.#stopped = false;
     this.#attempt = 0;
@@ -559,7 +562,8 @@ export class Client extends EventTarget {
         return;
       }
       this.#attempt = Math.max(this.#attempt, closeBackoff(e.code));
-      this.#retryLater(!opened);
+      if (!opened && this.#fetch && !this.#probed) this.#refused();
+      else this.#retryLater(!opened);
     };
   }
 
@@ -576,20 +580,8 @@ export class Client extends EventTarget {
     this.#setStatus(this.#everOnline ? "reconnecting" : "connecting", { retryAt: this.#now() + wait });
     this.#retryTimer = this.#setTimeout(async () => {
       this.#retryTimer = null;
-      const gen = this.#gen;
-      if (refused && this.#fetch) {
-        const ban = await this.#whyRefused();
-        if (this.#stopped || gen !== this.#gen) return;
-        if (ban) {
-          this.#stopped = true;
-          this.#ended = { code: 403, reason: ban, kind: "banned" };
-          this.#lastClose = { code: 403, reason: ban };
-          this.#emit("closed", { code: 403, reason: ban, wasOnline: false, opened: false, ended: "banned" });
-          this.#setStatus("offline");
-          return;
-        }
-      }
       if (refused && this.#onRefused) {
+        const gen = this.#gen;
         await this.#onRefused();
         if (this.#stopped || gen !== this.#gen) return;
       }
@@ -597,11 +589,32 @@ export class Client extends EventTarget {
     }, wait);
   }
 
+  // refused follows a handshake that failed: it asks the server why at
+  // once, while the cause holds, and stops on a ban; anything else is
+  // retried as usual.
+  async #refused() {
+    const gen = this.#gen;
+    const ban = await this.#whyRefused();
+    if (this.#stopped || gen !== this.#gen || this.#ws) return; // stopped, or reconnectNow went on
+    if (!ban) {
+      this.#retryLater(true);
+      return;
+    }
+    this.#stopped = true;
+    this.#ended = { code: 403, reason: ban, kind: "banned" };
+    this.#lastClose = { code: 403, reason: ban };
+    this.#emit("closed", { code: 403, reason: ban, wasOnline: false, opened: false, ended: "banned" });
+    this.#setStatus("offline");
+  }
+
   // whyRefused asks the server, with a plain GET of the connect address,
   // why it refused the last handshake, and returns the reason when it is
   // a ban (403 "you are banned …"), else "". The server checks bans
   // before it looks for an upgrade, so the GET gets the handshake's
-  // answer; one that would have been let in gets 400 instead.
+  // answer; one that would have been let in gets 400 instead. Once the
+  // server has answered, later refusals are not looked at until the next
+  // join: each look costs a ticket (a login), and a ban refuses the first
+  // attempt after a reload or rejoin already.
   async #whyRefused() {
     try {
       let ticket = "";
@@ -609,6 +622,7 @@ export class Client extends EventTarget {
       const url = this.#url.replace(/^ws/, "http");
       const q = connectQuery({ room: this.#room, name: this.#asked, ticket });
       const resp = await this.#fetch(`${url}?${q}`, { cache: "no-store" });
+      this.#probed = true;
       if (resp.status !== 403) return "";
       const text = String(await resp.text()).trim();
       return text.startsWith("you are banned") ? text : "";
@@ -665,6 +679,7 @@ export class Client extends EventTarget {
     this.#online = true;
     this.#everOnline = true;
     this.#attempt = 0;
+    this.#probed = false;
     this.#lastClose = null;
     this.#pendingRoom = "";
     this.#requests.delete(p.id);
