@@ -1120,6 +1120,10 @@ func TestBrowserModeration(t *testing.T) {
 			tb.expectNoText("delete me")
 		}
 		mo.waitLine("You deleted message 1.")
+		// An action reads as one.
+		alice.typeAndEnter("/me waves")
+		mo.waitMessage("* alice waves")
+		alice.waitDelivery("* alice waves", "msg:✓ sent")
 		mo.screenshot("moderation-deleted-desktop-light")
 
 		// A reload replays the history: the tombstone, never the text.
