@@ -6,9 +6,9 @@
 // renders that module's events and turns what the user does into calls on
 // it. Moderation (the actions a moderator sees, the notices everyone sees)
 // and direct messages are rendered here too; what they mean on the wire
-// is the module's. Everything a user typed reaches the page through textContent, never
-// as HTML; the server's Content-Security-Policy forbids inline script
-// besides.
+// is the module's. Everything a user typed reaches the page through
+// textContent, never as HTML; the server's Content-Security-Policy
+// forbids inline script besides.
 import { Client, MAX_CHARS, MAX_FRAME, OUTBOX_MAX, frameBytes } from "./hubbub.js";
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,32}$/;
