@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,8 +20,12 @@ import (
 type outbound struct {
 	json []byte // one JSON object, no trailing newline
 	text []byte // one line for text clients, no trailing newline
-	// seqText is text with the message's seq ("[lobby #12] bob: hi"), for
-	// text clients that moderate (Client.showSeq); nil for other events.
+	// seq is a numbered message's seq (new_message only), and seqText
+	// its text line with the seq ("[lobby #12] bob: hi") for text clients
+	// that moderate (Client.showSeq). seqText is built by the hub on the
+	// first delivery to such a client, so that a server without one pays
+	// nothing for it; only the hub touches either field.
+	seq     uint64
 	seqText []byte
 }
 
@@ -115,26 +121,33 @@ func encodeMessage(p messagePayload) *outbound {
 	if p.Action {
 		return newOutbound("new_message", p, "["+p.Room+"] * "+from+" "+p.Message)
 	}
-	return withSeqText(newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message), p.Room, p.Seq)
+	o := newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
+	o.seq = p.Seq
+	return o
 }
 
-// withSeqText gives o, a numbered message of room, its line for text
-// moderators, and returns it.
-func withSeqText(o *outbound, room string, seq uint64) *outbound {
-	if seq > 0 {
-		prefix := len("[" + room)
-		o.seqText = fmt.Appendf(append([]byte(nil), o.text[:prefix]...), " #%d", seq)
-		o.seqText = append(o.seqText, o.text[prefix:]...)
+// withSeq returns line, which starts with "[room]", with seq after the
+// room's name: "[lobby #12] bob: hi". Room names hold no ']'.
+func withSeq(line []byte, seq uint64) []byte {
+	end := bytes.IndexByte(line, ']')
+	if end < 0 {
+		return line
 	}
-	return o
+	out := make([]byte, 0, len(line)+22)
+	out = append(out, line[:end]...)
+	out = append(out, " #"...)
+	out = strconv.AppendUint(out, seq, 10)
+	return append(out, line[end:]...)
 }
 
 // encodeTombstone builds the new_message that stands for message seq of
 // room, deleted by by: the seq and who deleted it, nothing of the message.
 // Text clients read "[room] message deleted".
 func encodeTombstone(room, epoch string, seq uint64, by string) *outbound {
-	return withSeqText(newOutbound("new_message", messagePayload{Seq: seq, Epoch: epoch, Room: room, Deleted: true, By: by},
-		"["+room+"] message deleted"), room, seq)
+	o := newOutbound("new_message", messagePayload{Seq: seq, Epoch: epoch, Room: room, Deleted: true, By: by},
+		"["+room+"] message deleted")
+	o.seq = seq
+	return o
 }
 
 // stamp formats a message time the way the protocol sends it.

@@ -548,7 +548,7 @@ func (h *Hub) sendHistory(c *Client, l *roomLog, from int) {
 		for i := from; i < l.count(); i++ {
 			line := historyLine(l, l.at(i))
 			if c.showSeq { // "[room #seq] (history) …", built for the few who moderate
-				line = fmt.Appendf(nil, "[%s #%d]%s", l.room, l.at(i).seq, line[len("["+l.room+"]"):])
+				line = withSeq(line, l.at(i).seq)
 			}
 			h.deliver(c, textOnly(string(line)))
 		}

@@ -391,7 +391,10 @@ func (h *Hub) deliver(c *Client, o *outbound) {
 	msg := o.json
 	if c.format == formatText {
 		msg = o.text
-		if c.showSeq && o.seqText != nil {
+		if c.showSeq && o.seq > 0 {
+			if o.seqText == nil {
+				o.seqText = withSeq(o.text, o.seq)
+			}
 			msg = o.seqText
 		}
 	}
