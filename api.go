@@ -227,19 +227,7 @@ func (s *Server) serveModerate(w http.ResponseWriter, r *http.Request, action st
 	case failCmd:
 		apiErrorOf(w, modStatus(cmd.err.Code), cmd.err)
 		return
-	case kickCmd:
-		a = cmd.modAction
-	case banCmd:
-		a = cmd.modAction
-	case unbanCmd:
-		a = cmd.modAction
-	case muteCmd:
-		a = cmd.modAction
-	case unmuteCmd:
-		a = cmd.modAction
-	case deleteCmd:
-		a = cmd.modAction
-	case slowCmd:
+	case modCmd:
 		a = cmd.modAction
 	}
 	by := b.By

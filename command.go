@@ -111,48 +111,13 @@ type floodCmd struct{}
 
 func (floodCmd) run(h *Hub, c *Client, _ string) { h.disconnect(c, dcFlooding) }
 
-// The moderation commands (moderation.go). Each carries the action as
-// decoded; Hub.moderate checks the sender's role, works out the room and
-// carries it out through the broker, so that it holds on every node.
+// modCmd is a moderation request — kick, ban, unban, mute, unmute,
+// delete_message, slow_mode — as decoded (protocol.go). Hub.moderate
+// checks the sender's role, works out the room and carries it out
+// through the broker, so that it holds on every node (moderation.go).
+type modCmd struct{ modAction }
 
-// kickCmd closes the named user's connections in the room (or, admins,
-// everywhere).
-type kickCmd struct{ modAction }
-
-func (k kickCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), k.modAction) }
-
-// banCmd bans the named user from the room (or the server) for a while,
-// closing its connections there.
-type banCmd struct{ modAction }
-
-func (b banCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), b.modAction) }
-
-// unbanCmd lifts a ban.
-type unbanCmd struct{ modAction }
-
-func (u unbanCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), u.modAction) }
-
-// muteCmd stops the named user sending in the room (or anywhere, direct
-// messages included) for a while.
-type muteCmd struct{ modAction }
-
-func (m muteCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), m.modAction) }
-
-// unmuteCmd lifts a mute.
-type unmuteCmd struct{ modAction }
-
-func (u unmuteCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), u.modAction) }
-
-// deleteCmd deletes one message of a room's history: it is replayed as a
-// tombstone from then on (history.go).
-type deleteCmd struct{ modAction }
-
-func (d deleteCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), d.modAction) }
-
-// slowCmd sets or lifts a room's slow mode.
-type slowCmd struct{ modAction }
-
-func (s slowCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), s.modAction) }
+func (m modCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), m.modAction) }
 
 // directCmd sends a direct message to the logged-in user to, on whichever
 // nodes it is connected (direct.go).

@@ -677,28 +677,26 @@ func until(r *modRecord) string {
 
 // banError is the error a client banned by r gets.
 func banError(r *modRecord) *protoError {
-	where := "from " + r.Room
-	if r.Server {
-		where = "from this server"
-	}
-	msg := fmt.Sprintf("you are banned %s until %s (by %s)", where, until(r), r.By)
-	if r.Reason != "" {
-		msg += ": " + r.Reason
-	}
-	return &protoError{Code: errBanned, Message: msg, Until: stamp(r.Until)}
+	return restrictionError(r, errBanned, "banned from "+r.Room, "banned from this server", "")
 }
 
 // muteError is the error a client muted by r gets when it sends.
 func muteError(r *modRecord) *protoError {
-	where := "in " + r.Room
+	return restrictionError(r, errMuted, "muted in "+r.Room, "muted everywhere", "; you can still read")
+}
+
+// restrictionError says that the ban or mute r binds the client: what
+// (in a room or server-wide), until when, by whom, why.
+func restrictionError(r *modRecord, code, inRoom, server, note string) *protoError {
+	what := inRoom
 	if r.Server {
-		where = "everywhere"
+		what = server
 	}
-	msg := fmt.Sprintf("you are muted %s until %s (by %s); you can still read", where, until(r), r.By)
+	msg := fmt.Sprintf("you are %s until %s (by %s)%s", what, until(r), r.By, note)
 	if r.Reason != "" {
 		msg += ": " + r.Reason
 	}
-	return &protoError{Code: errMuted, Message: msg, Until: stamp(r.Until)}
+	return &protoError{Code: code, Message: msg, Until: stamp(r.Until)}
 }
 
 // banned returns why c may not be in room, or nil. Must only be called

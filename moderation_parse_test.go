@@ -10,19 +10,7 @@ import (
 // a refusal; ok is false for any other command.
 func modOf(cmd command) (a modAction, e *protoError, ok bool) {
 	switch c := cmd.(type) {
-	case kickCmd:
-		return c.modAction, nil, true
-	case banCmd:
-		return c.modAction, nil, true
-	case unbanCmd:
-		return c.modAction, nil, true
-	case muteCmd:
-		return c.modAction, nil, true
-	case unmuteCmd:
-		return c.modAction, nil, true
-	case deleteCmd:
-		return c.modAction, nil, true
-	case slowCmd:
+	case modCmd:
 		return c.modAction, nil, true
 	case failCmd:
 		return modAction{}, c.err, true

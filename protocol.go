@@ -555,19 +555,5 @@ func modCommand(a modAction) command {
 	if n := utf8.RuneCountInString(a.reason); n > maxReasonRunes {
 		return failf(errTooLong, "reason has %d characters; at most %d are allowed", n, maxReasonRunes)
 	}
-	switch a.kind {
-	case actKick:
-		return kickCmd{a}
-	case actBan:
-		return banCmd{a}
-	case actUnban:
-		return unbanCmd{a}
-	case actMute:
-		return muteCmd{a}
-	case actUnmute:
-		return unmuteCmd{a}
-	case actDelete:
-		return deleteCmd{a}
-	}
-	return slowCmd{a}
+	return modCmd{a}
 }
