@@ -108,7 +108,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-
 // notice reads until a moderation event with action and returns it.
 func (p *peer) notice(action string) modNotice {
 	p.t.Helper()
