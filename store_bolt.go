@@ -23,7 +23,8 @@ import (
 // Bucket "meta" holds "clean" while no process has the file open for
 // writing. Bucket "moderation" holds the bans, mutes and slow modes in
 // force (moderation.go), key to record; a deleted message is kept as its
-// tombstone in place of the message, so its text leaves the disk too.
+// tombstone in place of the message (its old page becomes free space,
+// which bbolt reuses but does not scrub).
 //
 // The hub never waits for the disk. It queues writes (appendMessage,
 // resetRoom) and a writer goroutine commits whatever has queued in one
