@@ -103,6 +103,12 @@ func (b *memoryBroker) start() {
 	if !b.started && !b.closed {
 		b.started = true
 		go b.run()
+		if len(b.queue) > 0 { // what queueQuiet queued before
+			select {
+			case b.wake <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -128,6 +134,21 @@ func (b *memoryBroker) run() {
 			job()
 		}
 	}
+}
+
+// queueQuiet adds job to b's queue without starting its goroutine: the
+// next enqueue or start runs it. WatchRecords uses it, so that a hub that
+// is made and never run (benchmarks) leaves no goroutine behind. The
+// caller holds bus.mu.
+func (b *memoryBroker) queueQuiet(job func()) {
+	if b.closed {
+		return
+	}
+	if b.started {
+		b.enqueue(job)
+		return
+	}
+	b.queue = append(b.queue, job)
 }
 
 // enqueue adds job to b's queue. The caller holds bus.mu.
@@ -328,9 +349,9 @@ func (b *memoryBroker) WatchRecords(fn func(RecordUpdate)) {
 	}
 	slices.SortFunc(all, func(x, y Record) int { return cmp.Compare(x.Rev, y.Rev) })
 	for _, r := range all {
-		b.enqueue(func() { fn(RecordUpdate{Kind: RecordPut, Record: r}) })
+		b.queueQuiet(func() { fn(RecordUpdate{Kind: RecordPut, Record: r}) })
 	}
-	b.enqueue(func() { fn(RecordUpdate{Kind: RecordsSynced}) })
+	b.queueQuiet(func() { fn(RecordUpdate{Kind: RecordsSynced}) })
 }
 
 // gathering is one signal's answers, on their way to its done callback.
