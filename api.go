@@ -39,6 +39,7 @@ const (
 	apiPublish  apiOp = iota + 1 // post message to room as from
 	apiRooms                     // list rooms and their member counts
 	apiModerate                  // carry out mod as an admin called by
+	apiInForce                   // list the bans, mutes and slow modes in force
 )
 
 // apiCall is one API request on its way to the hub. The handler builds it
@@ -75,6 +76,7 @@ type apiResult struct {
 	Rooms      []roomInfo  `json:"-"`
 	Err        error       `json:"-"` // the broker refused the message
 	Mod        *modNotice  `json:"-"` // a moderation action carried out
+	InForce    []modNotice `json:"-"` // answers apiInForce
 	Fail       *protoError `json:"-"` // a moderation action refused
 }
 
@@ -115,6 +117,8 @@ func (h *Hub) serveAPI(a *apiCall) {
 		return
 	case apiRooms:
 		res.Rooms = h.roomList() // members on other cluster nodes count too
+	case apiInForce:
+		res.InForce = h.inForce(a.room)
 	case apiModerate:
 		h.moderate(actor{name: a.by, role: roleAdmin, api: a}, a.mod) // answers on a.reply
 		return
@@ -134,6 +138,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /api/rooms/{room}/messages", s.requireKey(s.servePublish))
 	mux.HandleFunc("GET /api/rooms", s.requireKey(s.serveRoomList))
+	mux.HandleFunc("GET /api/moderation", s.requireKey(s.serveInForce))
 	// Moderation (moderation.go), as an admin: in a room, or server-wide.
 	for _, r := range []struct {
 		pattern, action string
@@ -374,6 +379,25 @@ func (s *Server) serveRoomList(w http.ResponseWriter, r *http.Request) {
 		Rooms   []roomInfo `json:"rooms"`
 		Members int        `json:"members"` // sum over all rooms
 	}{res.Rooms, total})
+}
+
+// serveInForce lists the bans, mutes and slow modes in force on this node
+// (in a cluster, every node's), oldest first; ?room= keeps those that
+// bind in that room, server-wide ones included.
+func (s *Server) serveInForce(w http.ResponseWriter, r *http.Request) {
+	room := r.URL.Query().Get("room")
+	if room != "" && !validRoom(room) {
+		apiError(w, http.StatusBadRequest, "bad room: "+roomRule)
+		return
+	}
+	res, status, err := s.callHub(r.Context(), &apiCall{op: apiInForce, room: room})
+	if err != nil {
+		apiError(w, status, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		InForce []modNotice `json:"in_force"`
+	}{res.InForce})
 }
 
 // errHubStopped is the answer to API calls once shutdown has begun.

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -952,6 +954,33 @@ func (r modRecord) notice() modNotice {
 		}
 	}
 	return n
+}
+
+// inForce lists the bans, mutes and slow modes in force, as notices,
+// oldest first; room "" lists all, else those that bind in room
+// (server-wide ones too). Must only be called from run.
+func (h *Hub) inForce(room string) []modNotice {
+	now := time.Now()
+	var recs []modRecord
+	for _, e := range h.mod.entries {
+		r := e.rec
+		switch {
+		case r.Kind == recTomb,
+			r.Kind == recSlow && r.Interval == 0,
+			(r.Kind == recBan || r.Kind == recMute) && !now.Before(r.Until),
+			room != "" && !r.Server && r.Room != room:
+			continue
+		}
+		recs = append(recs, r)
+	}
+	slices.SortFunc(recs, func(a, b modRecord) int {
+		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.key(), b.key()))
+	})
+	out := make([]modNotice, len(recs))
+	for i, r := range recs {
+		out[i] = r.notice()
+	}
+	return out
 }
 
 // forgetRecord drops key from the state and the disk; live announces the

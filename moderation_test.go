@@ -794,3 +794,52 @@ func TestTextModeratorsSeeSeqs(t *testing.T) {
 		t.Errorf("moderator's replay of the tombstone %q", l)
 	}
 }
+
+// TestModerationInForce: GET /api/moderation lists the bans, mutes and
+// slow modes in force, oldest first, for a room or all; a lifted or ended
+// one is not listed.
+func TestModerationInForce(t *testing.T) {
+	s := modServer(t, Config{})
+	for _, call := range []struct{ method, path, body string }{
+		{"POST", "/api/rooms/lobby/bans", `{"name":"bob","duration":"1h","reason":"spam","by":"ops"}`},
+		{"POST", "/api/mutes", `{"name":"guest-eve","duration":"30m"}`},
+		{"PUT", "/api/rooms/attic/slow-mode", `{"interval":"10s"}`},
+		{"POST", "/api/rooms/attic/mutes", `{"name":"dave","duration":"1h"}`},
+		{"DELETE", "/api/rooms/attic/mutes/dave", ""},
+		{"PUT", "/api/rooms/cellar/slow-mode", `{"interval":"10s"}`},
+		{"DELETE", "/api/rooms/cellar/slow-mode", ""},
+	} {
+		if code, resp := s.api(t, call.method, call.path, testKey, call.body); code != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", call.method, call.path, code, resp)
+		}
+		time.Sleep(2 * time.Millisecond) // distinct times, for the order
+	}
+	list := func(query string) string {
+		t.Helper()
+		code, resp := s.api(t, "GET", "/api/moderation"+query, testKey, "")
+		if code != http.StatusOK {
+			t.Fatalf("GET /api/moderation%s: %d %s", query, code, resp)
+		}
+		var r struct {
+			InForce []modNotice `json:"in_force"`
+		}
+		decodeJSONBody(t, resp, &r)
+		var got []string
+		for _, n := range r.InForce {
+			got = append(got, strings.TrimSpace(fmt.Sprintf("%s %s %s %s %s %s %s", n.Action, n.Room, n.Name, n.By, n.Duration, n.Interval, n.Reason)))
+		}
+		return strings.Join(got, "; ")
+	}
+	if got, want := list(""), "ban lobby bob ops 1h  spam; mute  guest-eve api 30m; slow_mode attic  api  10s"; got != want {
+		t.Errorf("all in force: %q; want %q", got, want)
+	}
+	if got, want := list("?room=lobby"), "ban lobby bob ops 1h  spam; mute  guest-eve api 30m"; got != want {
+		t.Errorf("in force in lobby: %q; want %q", got, want)
+	}
+	if code, resp := s.api(t, "GET", "/api/moderation?room=a/b", testKey, ""); code != http.StatusBadRequest || !strings.Contains(resp, "bad room") {
+		t.Errorf("a bad room: %d %s; want 400 bad room", code, resp)
+	}
+	if code, _ := s.api(t, "GET", "/api/moderation", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("without the key: %d; want 401", code)
+	}
+}
