@@ -30,6 +30,7 @@ func TestMemoryBroker(t *testing.T) {
 			return bus
 		}).(*memoryBus)
 		b := bus.node(fmt.Sprintf("n%d", nodeCount(t)))
+		b.start() // as the hub does when it begins to run
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
