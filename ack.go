@@ -160,13 +160,14 @@ func (h *Hub) tell(w waiter, room string, p Published) {
 		Duplicate: w.dup || p.Duplicate}, ""))
 }
 
-// sendOnce posts msg to room as from, for w, at most once per msgID: a
+// sendOnce posts m to its room for w, at most once per m.MsgID: a
 // repeat is acked with the first one's seq. Must only be called from run.
-func (h *Hub) sendOnce(room, from, msg string, bot bool, msgID string, w waiter) {
+func (h *Hub) sendOnce(m Envelope, w waiter) {
+	room := m.Room
 	if h.broker.Sequenced() {
 		// The broker's log dedupes (JetStream's Duplicates window) and its
 		// PubAck says how the message fared.
-		_, err := h.publishAs(room, from, msg, bot, msgID, func(p Published) {
+		_, err := h.publishAs(m, func(p Published) {
 			h.fromBrokerResult(publishedRequest{w: w, room: room, p: p})
 		})
 		if err != nil {
@@ -175,7 +176,7 @@ func (h *Hub) sendOnce(room, from, msg string, bot bool, msgID string, w waiter)
 		return
 	}
 	now := time.Now()
-	key := msgKey{room, msgID}
+	key := msgKey{room, m.MsgID}
 	sent := h.history.sentIn(room)
 	if s := sent.lookup(key, now); s != nil {
 		w.dup = true
@@ -188,7 +189,7 @@ func (h *Hub) sendOnce(room, from, msg string, bot bool, msgID string, w waiter)
 	}
 	s := sent.add(key, now)
 	s.waiters = append(s.waiters, w)
-	num, err := h.publishAs(room, from, msg, bot, msgID, func(p Published) {
+	num, err := h.publishAs(m, func(p Published) {
 		if p.Err != nil {
 			h.fromBrokerResult(sendFailed{key: key, err: p.Err})
 		}

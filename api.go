@@ -36,8 +36,10 @@ const defaultBotName = "hubbub"
 type apiOp uint8
 
 const (
-	apiPublish apiOp = iota + 1 // post message to room as from
-	apiRooms                    // list rooms and their member counts
+	apiPublish  apiOp = iota + 1 // post message to room as from
+	apiRooms                     // list rooms and their member counts
+	apiModerate                  // carry out mod as an admin called by
+	apiInForce                   // list the bans, mutes and slow modes in force
 )
 
 // apiCall is one API request on its way to the hub. The handler builds it
@@ -56,19 +58,26 @@ type apiCall struct {
 	// queued for; set by the hub.
 	msgNum     uint64
 	recipients int
+	// mod and by are the moderation action of apiModerate and who the
+	// caller says it is (shown as "by"; the API key is an admin's).
+	mod modAction
+	by  string
 }
 
 // apiResult is the hub's answer to an apiCall. ID, Room and Recipients
 // answer apiPublish (and are its response body); Rooms answers apiRooms.
 type apiResult struct {
-	ID         uint64     `json:"id"`
-	Room       string     `json:"room"`
-	Seq        uint64     `json:"seq"`   // the message's seq in its room; 0 if it reached no room log
-	Epoch      string     `json:"epoch"` // the room log's epoch; "" with seq 0
-	Duplicate  bool       `json:"duplicate,omitempty"`
-	Recipients int        `json:"recipients"` // members on this node the message was queued for
-	Rooms      []roomInfo `json:"-"`
-	Err        error      `json:"-"` // the broker refused the message
+	ID         uint64      `json:"id"`
+	Room       string      `json:"room"`
+	Seq        uint64      `json:"seq"`   // the message's seq in its room; 0 if it reached no room log
+	Epoch      string      `json:"epoch"` // the room log's epoch; "" with seq 0
+	Duplicate  bool        `json:"duplicate,omitempty"`
+	Recipients int         `json:"recipients"` // members on this node the message was queued for
+	Rooms      []roomInfo  `json:"-"`
+	Err        error       `json:"-"` // the broker refused the message
+	Mod        *modNotice  `json:"-"` // a moderation action carried out
+	InForce    []modNotice `json:"-"` // answers apiInForce
+	Fail       *protoError `json:"-"` // a moderation action refused
 }
 
 // serveAPI carries out an API call and answers it. Posting to a room with no
@@ -104,10 +113,15 @@ func (h *Hub) serveAPI(a *apiCall) {
 			h.apiSeq++
 			msgID = msgIDOf("api:"+a.from, "~"+strconv.FormatUint(h.apiSeq, 10))
 		}
-		h.sendOnce(a.room, a.from, a.message, true, msgID, waiter{api: a})
+		h.sendOnce(Envelope{Room: a.room, From: a.from, Message: a.message, Bot: true, MsgID: msgID}, waiter{api: a})
 		return
 	case apiRooms:
 		res.Rooms = h.roomList() // members on other cluster nodes count too
+	case apiInForce:
+		res.InForce = h.inForce(a.room)
+	case apiModerate:
+		h.moderate(actor{name: a.by, role: roleAdmin, api: a}, a.mod) // answers on a.reply
+		return
 	}
 	a.reply <- res
 }
@@ -124,6 +138,135 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /api/rooms/{room}/messages", s.requireKey(s.servePublish))
 	mux.HandleFunc("GET /api/rooms", s.requireKey(s.serveRoomList))
+	mux.HandleFunc("GET /api/moderation", s.requireKey(s.serveInForce))
+	// Moderation (moderation.go), as an admin: in a room, or server-wide.
+	for _, r := range []struct {
+		pattern, action string
+		server          bool
+	}{
+		{"POST /api/rooms/{room}/kick", "kick", false},
+		{"POST /api/kick", "kick", true},
+		{"POST /api/rooms/{room}/bans", "ban", false},
+		{"POST /api/bans", "ban", true},
+		{"DELETE /api/rooms/{room}/bans/{name}", "unban", false},
+		{"DELETE /api/bans/{name}", "unban", true},
+		{"POST /api/rooms/{room}/mutes", "mute", false},
+		{"POST /api/mutes", "mute", true},
+		{"DELETE /api/rooms/{room}/mutes/{name}", "unmute", false},
+		{"DELETE /api/mutes/{name}", "unmute", true},
+		{"DELETE /api/rooms/{room}/messages/{seq}", "delete_message", false},
+		{"PUT /api/rooms/{room}/slow-mode", "slow_mode", false},
+		{"DELETE /api/rooms/{room}/slow-mode", "slow_mode", false},
+	} {
+		mux.HandleFunc(r.pattern, s.requireKey(func(w http.ResponseWriter, req *http.Request) {
+			s.serveModerate(w, req, r.action, r.server)
+		}))
+	}
+}
+
+// modBody is the body of a moderation call; each uses the fields it needs.
+type modBody struct {
+	Name     *string `json:"name,omitempty"`
+	Duration *string `json:"duration,omitempty"`
+	Interval *string `json:"interval,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
+	By       string  `json:"by,omitempty"`
+}
+
+// serveModerate carries out one moderation call: the path gives the room
+// (or, server-wide, none), a name or a seq; the body the rest. The event's
+// own decoder (decodeModeration) checks it, so that the API takes exactly
+// what a client may send.
+func (s *Server) serveModerate(w http.ResponseWriter, r *http.Request, action string, server bool) {
+	var b modBody
+	if r.Method != http.MethodDelete || action == "slow_mode" {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&b)
+		if errors.Is(err, io.EOF) && r.Method == http.MethodDelete {
+			err = nil // DELETE …/slow-mode needs no body
+		}
+		if err != nil {
+			apiError(w, http.StatusBadRequest, `body must be a JSON object such as {"name":"bob","duration":"10m","reason":"spam"}: `+err.Error())
+			return
+		}
+	}
+	room := r.PathValue("room")
+	if !server && !validRoom(room) {
+		apiError(w, http.StatusBadRequest, "bad room: "+roomRule)
+		return
+	}
+	p := map[string]any{"room": room, "server": server, "reason": b.Reason}
+	if name := r.PathValue("name"); name != "" {
+		b.Name = &name
+	}
+	if b.Name != nil {
+		p["name"] = *b.Name
+	}
+	if b.Duration != nil {
+		p["duration"] = *b.Duration
+	}
+	switch {
+	case action == "slow_mode" && r.Method == http.MethodDelete:
+		p["interval"] = "off"
+	case b.Interval != nil:
+		p["interval"] = *b.Interval
+	}
+	if action == "delete_message" {
+		seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+		if err != nil || seq == 0 {
+			apiError(w, http.StatusBadRequest, "bad seq: the message's seq, a number from 1")
+			return
+		}
+		p["seq"] = seq
+		if epoch := r.URL.Query().Get("epoch"); epoch != "" {
+			p["epoch"] = epoch
+		}
+	}
+	if server {
+		delete(p, "room")
+	}
+	raw, _ := json.Marshal(p)
+	var a modAction
+	switch cmd := decodeModeration(inEvent{Type: action, Payload: raw}).(type) {
+	case failCmd:
+		apiErrorOf(w, modStatus(cmd.err.Code), cmd.err)
+		return
+	case modCmd:
+		a = cmd.modAction
+	}
+	by := b.By
+	if by == "" {
+		by = "api"
+	}
+	if !validName(by) {
+		apiError(w, http.StatusBadRequest, "bad by: "+nameRule)
+		return
+	}
+	res, status, err := s.callHub(r.Context(), &apiCall{op: apiModerate, mod: a, by: by})
+	switch {
+	case err != nil:
+		apiError(w, status, err.Error())
+	case res.Fail != nil:
+		apiErrorOf(w, modStatus(res.Fail.Code), res.Fail)
+	default:
+		writeJSON(w, http.StatusOK, res.Mod)
+	}
+}
+
+// modStatus is the HTTP status of a refused moderation call's error code.
+func modStatus(code string) int {
+	switch code {
+	case errForbidden:
+		return http.StatusForbidden
+	case errNoSuchUser, errNotFound:
+		return http.StatusNotFound
+	case errTooMany:
+		return http.StatusConflict
+	case errNotDelivered:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
 }
 
 // requireKey wraps h so that it runs only for requests bearing the API key.
@@ -236,6 +379,25 @@ func (s *Server) serveRoomList(w http.ResponseWriter, r *http.Request) {
 		Rooms   []roomInfo `json:"rooms"`
 		Members int        `json:"members"` // sum over all rooms
 	}{res.Rooms, total})
+}
+
+// serveInForce lists the bans, mutes and slow modes in force on this node
+// (in a cluster, every node's), oldest first; ?room= keeps those that
+// bind in that room, server-wide ones included.
+func (s *Server) serveInForce(w http.ResponseWriter, r *http.Request) {
+	room := r.URL.Query().Get("room")
+	if room != "" && !validRoom(room) {
+		apiError(w, http.StatusBadRequest, "bad room: "+roomRule)
+		return
+	}
+	res, status, err := s.callHub(r.Context(), &apiCall{op: apiInForce, room: room})
+	if err != nil {
+		apiError(w, status, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		InForce []modNotice `json:"in_force"`
+	}{res.InForce})
 }
 
 // errHubStopped is the answer to API calls once shutdown has begun.

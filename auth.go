@@ -146,6 +146,17 @@ func (a *authenticator) registered(name string) bool {
 	return ok
 }
 
+// roleOf returns the role the users file gives account: looked up on every
+// call, so that a SIGHUP reload takes effect at the next action without a
+// reconnect. None without a users file or for a name it does not list.
+func (a *authenticator) roleOf(account string) role {
+	u := a.users.Load()
+	if u == nil {
+		return roleNone
+	}
+	return u.roles[account]
+}
+
 // logMode prints the startup line that says who may connect.
 func (a *authenticator) logMode(log *slog.Logger) {
 	switch a.mode {
@@ -163,14 +174,16 @@ func (a *authenticator) logMode(log *slog.Logger) {
 type userSet struct {
 	hashes map[string][]byte   // name -> bcrypt hash
 	folded map[string]struct{} // lower-cased names, for reservation
+	roles  map[string]role     // name -> its role, for names that have one
 	// dummy is a hash of a random password at the highest cost in the
 	// file. Unknown users are checked against it so they cost as much
 	// time as a wrong password does.
 	dummy []byte
 }
 
-// loadUsers parses a users file: one "name:bcrypt-hash" per line; blank
-// lines and lines starting with # are skipped.
+// loadUsers parses a users file: one "name:bcrypt-hash" or
+// "name:bcrypt-hash:role" per line (role admin or moderator); blank lines
+// and lines starting with # are skipped.
 func loadUsers(path string) (*userSet, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -186,7 +199,7 @@ func loadUsers(path string) (*userSet, error) {
 
 // parseUsers reads the users file format from r.
 func parseUsers(r io.Reader) (*userSet, error) {
-	u := &userSet{hashes: map[string][]byte{}, folded: map[string]struct{}{}}
+	u := &userSet{hashes: map[string][]byte{}, folded: map[string]struct{}{}, roles: map[string]role{}}
 	cost := bcrypt.MinCost
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
@@ -196,7 +209,16 @@ func parseUsers(r io.Reader) (*userSet, error) {
 		}
 		name, hash, ok := strings.Cut(line, ":")
 		if !ok {
-			return nil, fmt.Errorf("line %d: want name:bcrypt-hash", n)
+			return nil, fmt.Errorf("line %d: want name:bcrypt-hash or name:bcrypt-hash:role", n)
+		}
+		// A bcrypt hash never holds a colon, so a second one starts the role.
+		hash, roleName, hasRole := strings.Cut(hash, ":")
+		var r role
+		if hasRole {
+			var err error
+			if r, err = parseRole(roleName); err != nil {
+				return nil, fmt.Errorf("line %d: %s: %w", n, truncate(name, 40), err)
+			}
 		}
 		if !validName(name) {
 			return nil, fmt.Errorf("line %d: bad name %q: %s", n, truncate(name, 40), nameRule)
@@ -210,6 +232,9 @@ func parseUsers(r io.Reader) (*userSet, error) {
 		}
 		u.hashes[name] = []byte(hash)
 		u.folded[strings.ToLower(name)] = struct{}{}
+		if r != roleNone {
+			u.roles[name] = r
+		}
 		cost = max(cost, c)
 	}
 	if err := sc.Err(); err != nil {
@@ -321,37 +346,47 @@ func decodeLoginBody(w http.ResponseWriter, r *http.Request, v *struct {
 	return 0, ""
 }
 
+// identity is who a WebSocket connection is, as its handshake proved it.
+type identity struct {
+	account string // the user name it logged in as; "" for a guest
+	// tokenRole is the role claim of a JWT (jwt mode), which the token
+	// itself vouches for; fixed is set when it applies. Otherwise the
+	// role is looked up in the users file at each action (roleOf).
+	tokenRole role
+	fixed     bool
+}
+
 // identify works out who the WebSocket request r is, before the upgrade.
-// It returns the account name (empty for a guest), or an HTTP status and a
-// short reason to refuse with. wantName is the ?name= asked for; a guest
-// may not take a registered user's name.
-func (a *authenticator) identify(r *http.Request, wantName string) (account string, status int, reason string) {
+// It returns the identity (an empty account for a guest), or an HTTP status
+// and a short reason to refuse with. wantName is the ?name= asked for; a
+// guest may not take a registered user's name.
+func (a *authenticator) identify(r *http.Request, wantName string) (id identity, status int, reason string) {
 	cred, err := credential(r)
 	if err != nil {
-		return "", http.StatusUnauthorized, err.Error()
+		return identity{}, http.StatusUnauthorized, err.Error()
 	}
 	switch {
 	case a.mode == authJWT:
 		if cred == "" {
-			return "", http.StatusUnauthorized, "missing token: send Authorization: Bearer JWT (or ?ticket=JWT)"
+			return identity{}, http.StatusUnauthorized, "missing token: send Authorization: Bearer JWT (or ?ticket=JWT)"
 		}
-		user, err := a.verifyJWT(cred, time.Now())
+		user, rl, err := a.verifyJWT(cred, time.Now())
 		if err != nil {
-			return "", http.StatusUnauthorized, "bad token: " + err.Error()
+			return identity{}, http.StatusUnauthorized, "bad token: " + err.Error()
 		}
-		return user, 0, ""
+		return identity{account: user, tokenRole: rl, fixed: true}, 0, ""
 	case cred != "":
 		user, ok := a.tickets.redeem(cred, time.Now())
 		if !ok {
-			return "", http.StatusUnauthorized, "ticket unknown, expired or already used: log in again with POST /login"
+			return identity{}, http.StatusUnauthorized, "ticket unknown, expired or already used: log in again with POST /login"
 		}
-		return user, 0, ""
+		return identity{account: user}, 0, ""
 	case a.mode == authLogin:
-		return "", http.StatusUnauthorized, "missing ticket: log in with POST /login, then pass ?ticket= or Authorization: Bearer"
+		return identity{}, http.StatusUnauthorized, "missing ticket: log in with POST /login, then pass ?ticket= or Authorization: Bearer"
 	case wantName != "" && a.registered(wantName):
-		return "", http.StatusForbidden, wantName + " is a registered name: log in to use it, or choose another"
+		return identity{}, http.StatusForbidden, wantName + " is a registered name: log in to use it, or choose another"
 	}
-	return "", 0, ""
+	return identity{}, 0, ""
 }
 
 // credential returns the bearer token of r: the Authorization header if
@@ -367,10 +402,18 @@ func credential(r *http.Request) (string, error) {
 	return r.URL.Query().Get("ticket"), nil
 }
 
+// jwtClaims are the claims hubbub reads from a token: the registered
+// ones, and role (admin or moderator; absent: none).
+type jwtClaims struct {
+	jwt.RegisteredClaims
+	Role string `json:"role,omitempty"`
+}
+
 // verifyJWT checks an HS256 token signed with the secret and returns its
-// subject. exp is required; alg none and every other algorithm are refused.
-func (a *authenticator) verifyJWT(tok string, now time.Time) (string, error) {
-	var claims jwt.RegisteredClaims
+// subject and role. exp is required; alg none and every other algorithm
+// are refused, and so is a role claim other than admin or moderator.
+func (a *authenticator) verifyJWT(tok string, now time.Time) (string, role, error) {
+	var claims jwtClaims
 	_, err := jwt.ParseWithClaims(tok, &claims,
 		func(*jwt.Token) (any, error) { return a.jwtKey, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -379,12 +422,18 @@ func (a *authenticator) verifyJWT(tok string, now time.Time) (string, error) {
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err != nil {
-		return "", err
+		return "", roleNone, err
 	}
 	if !validName(claims.Subject) {
-		return "", fmt.Errorf("subject %q is not a valid name: %s", truncate(claims.Subject, 40), nameRule)
+		return "", roleNone, fmt.Errorf("subject %q is not a valid name: %s", truncate(claims.Subject, 40), nameRule)
 	}
-	return claims.Subject, nil
+	var r role
+	if claims.Role != "" {
+		if r, err = parseRole(claims.Role); err != nil {
+			return "", roleNone, fmt.Errorf("role claim: %w", err)
+		}
+	}
+	return claims.Subject, r, nil
 }
 
 // hashPassword is the hash-password subcommand: it reads one password line
@@ -480,33 +529,33 @@ func hiddenStdin() func() ([]byte, error) {
 // cheapest and least revealing first: origin (403), connection limits (503
 // server full, 429 too many from this address), then identity (401, or 403
 // for a guest asking for a registered name). On success it returns the
-// account (empty for a guest) and the release function of the connection
+// identity (an empty account for a guest) and the release function of the connection
 // slot; otherwise it has written a plain-text refusal.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, wantName string) (account string, release func(), ok bool) {
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, wantName string) (id identity, release func(), ok bool) {
 	if !s.origins.check(r) {
 		http.Error(w, "origin "+truncate(r.Header.Get("Origin"), 100)+" is not allowed (see -allowed-origins)", http.StatusForbidden)
-		return "", nil, false
+		return identity{}, nil, false
 	}
 	status, release := s.conns.acquire(ipKey(r.RemoteAddr))
 	switch status {
 	case 0:
 	case http.StatusTooManyRequests:
 		http.Error(w, "too many connections from your address", status)
-		return "", nil, false
+		return identity{}, nil, false
 	default:
 		http.Error(w, "server full: too many connections; try again later", status)
-		return "", nil, false
+		return identity{}, nil, false
 	}
-	account, status, reason := s.auth.identify(r, wantName)
+	id, status, reason := s.auth.identify(r, wantName)
 	if status != 0 {
 		release()
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hubbub"`)
 		}
 		http.Error(w, reason, status)
-		return "", nil, false
+		return identity{}, nil, false
 	}
-	return account, release, true
+	return id, release, true
 }
 
 // sweepAuth periodically forgets expired tickets and idle failed-login

@@ -31,7 +31,8 @@ func init() {
 }
 
 // writeUsers writes a users file for name, password pairs, hashed at the
-// minimum cost so tests stay fast, and returns its path.
+// minimum cost so tests stay fast, and returns its path. A name written
+// "name:role" gives the user that role.
 func writeUsers(t testing.TB, pairs ...string) string {
 	t.Helper()
 	var b strings.Builder
@@ -41,7 +42,12 @@ func writeUsers(t testing.TB, pairs ...string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.WriteString(pairs[i] + ":" + string(hash) + "\n")
+		name, rl, hasRole := strings.Cut(pairs[i], ":")
+		b.WriteString(name + ":" + string(hash))
+		if hasRole {
+			b.WriteString(":" + rl)
+		}
+		b.WriteString("\n")
 	}
 	path := filepath.Join(t.TempDir(), "users")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -360,6 +366,8 @@ func TestJWT(t *testing.T) {
 		{"alg none", signJWT(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "carol", "exp": hour}), "signing method"},
 		{"alg HS512", signJWT(t, jwt.SigningMethodHS512, secret, jwt.MapClaims{"sub": "carol", "exp": hour}), "signing method"},
 		{"bad subject", signJWT(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "<script>", "exp": hour}), "not a valid name"},
+		{"unknown role", signJWT(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "carol", "exp": hour, "role": "root"}),
+			`role claim: role "root": want admin or moderator`},
 		{"not a jwt", "abc.def", "bad token"},
 	}
 	for _, tt := range tests {
@@ -379,14 +387,20 @@ func TestParseUsers(t *testing.T) {
 	tests := []struct {
 		name, in string
 		users    int
+		roles    map[string]role
 		wantErr  string
 	}{
-		{"good", "# c\n\nalice:" + h + "\n  bob:" + h + "  \n", 2, ""},
-		{"empty", "", 0, ""},
-		{"no colon", "alice " + h, 0, "line 1: want name:bcrypt-hash"},
-		{"bad name", "al ice:" + h, 0, "bad name"},
-		{"not bcrypt", "alice:secret", 0, "not a bcrypt hash"},
-		{"duplicate", "alice:" + h + "\nAlice:" + h, 0, "line 2: Alice is listed twice"},
+		{"good", "# c\n\nalice:" + h + "\n  bob:" + h + "  \n", 2, nil, ""},
+		{"roles", "alice:" + h + ":admin\nmo:" + h + ":moderator\nbob:" + h, 3,
+			map[string]role{"alice": roleAdmin, "mo": roleModerator}, ""},
+		{"empty", "", 0, nil, ""},
+		{"no colon", "alice " + h, 0, nil, "line 1: want name:bcrypt-hash or name:bcrypt-hash:role"},
+		{"unknown role", "alice:" + h + ":owner", 0, nil, `line 1: alice: role "owner": want admin or moderator`},
+		{"empty role", "alice:" + h + ":", 0, nil, `line 1: alice: role "": want admin or moderator`},
+		{"role of wrong case", "alice:" + h + ":Admin", 0, nil, `role "Admin"`},
+		{"bad name", "al ice:" + h, 0, nil, "bad name"},
+		{"not bcrypt", "alice:secret", 0, nil, "not a bcrypt hash"},
+		{"duplicate", "alice:" + h + "\nAlice:" + h, 0, nil, "line 2: Alice is listed twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -402,6 +416,14 @@ func TestParseUsers(t *testing.T) {
 			}
 			if len(u.hashes) != tt.users {
 				t.Errorf("%d users; want %d", len(u.hashes), tt.users)
+			}
+			if len(u.roles) != len(tt.roles) {
+				t.Errorf("roles %v; want %v", u.roles, tt.roles)
+			}
+			for name, want := range tt.roles {
+				if got := u.roles[name]; got != want {
+					t.Errorf("role of %s = %v; want %v", name, got, want)
+				}
 			}
 		})
 	}

@@ -101,7 +101,7 @@ func BenchmarkHubFanout(b *testing.B) {
 				batch := min(inFlight, b.N-done)
 				delivered.Add(batch * n)
 				for range batch {
-					if !h.submit(clientRequest{c: sender, cmd: sayCmd{"hello, everyone"}}) {
+					if !h.submit(clientRequest{c: sender, cmd: sayCmd{msg: "hello, everyone"}}) {
 						b.Fatal("hub stopped")
 					}
 				}

@@ -1,13 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 )
 
-// Broker carries chat messages and presence between the hubs of a cluster.
+// Broker carries chat messages, presence, moderation state and signals
+// between the hubs of a cluster.
 // The hub publishes every chat message to the broker and delivers only what
 // comes back from it, so there is one delivery route whether a cluster has
 // one node (memoryBroker, the default) or many (natsBroker).
@@ -59,8 +61,35 @@ import (
 //     PresenceUpdate per node and room whose names changed, including an
 //     empty one when a node leaves the cluster or falls silent for the
 //     broker's presence timeout.
+//   - Records are the cluster's moderation state (moderation.go): a key
+//     ([A-Za-z0-9_-] tokens joined by '.') and a value the broker does
+//     not read. PutRecord sets a key for every node and DeleteRecord
+//     removes it, without blocking; rev 0 deletes whatever is there, any
+//     other rev only the version that has that revision (so that a node
+//     removing an expired entry never removes a newer one put meanwhile:
+//     done then reports errRecordChanged and nothing changes). Every
+//     change gets a revision, greater than any before it. done is called
+//     once from a broker goroutine, as for Publish. A sequenced broker
+//     keeps the records durably; an unsequenced one as long as its
+//     process, and the hub keeps them on disk itself (-data-dir).
+//   - WatchRecords registers the one callback that hears about records:
+//     first every record there is (Live false), then RecordsSynced, then
+//     every change as it happens (Live true), each once and in revision
+//     order. A broker that loses its watch and must start over delivers
+//     RecordsReset, then the whole state again and RecordsSynced: whatever
+//     the watcher holds that the new state lacks is gone.
+//   - Signal sends s to every node, the sender's included, without
+//     blocking; it is not kept anywhere. Each node's signal callback gets
+//     it once with an answer function, which the node calls once, from any
+//     goroutine and without blocking, with a count of its own (how many
+//     connections it delivered to). If done is not nil it is called once,
+//     from a broker goroutine, with the sum of the answers and how many
+//     nodes answered: as soon as every node the broker knows of has
+//     answered, and at the latest after the broker's signal wait. This is
+//     how a node learns whether a direct message reached anyone.
 //   - Ready reports whether the broker can currently share messages with
-//     the cluster; nil means yes.
+//     the cluster; nil means yes. A broker with a records watcher is not
+//     ready until the initial state has been delivered.
 //   - Close stops every goroutine the broker started and releases its
 //     connection. It is idempotent, and after it Publish returns
 //     errBrokerClosed.
@@ -71,9 +100,67 @@ type Broker interface {
 	Unsubscribe(room string)
 	SetPresence(room string, names []string, count int)
 	WatchPresence(fn func(PresenceUpdate))
+	PutRecord(key string, value []byte, done func(rev uint64, err error)) error
+	DeleteRecord(key string, rev uint64, done func(error)) error
+	WatchRecords(fn func(RecordUpdate))
+	Signal(s Signal, done func(sum, answered int)) error
+	WatchSignals(fn func(s Signal, answer func(n int)))
 	Ready() error
 	Close() error
 }
+
+// Record is one entry of the cluster's moderation state.
+type Record struct {
+	Key   string
+	Value []byte
+	Rev   uint64 // the revision of this version of the key
+}
+
+// RecordKind says what a RecordUpdate carries.
+type RecordKind uint8
+
+const (
+	// RecordPut sets Record.Key to Record.Value.
+	RecordPut RecordKind = iota + 1
+	// RecordDeleted removes Record.Key.
+	RecordDeleted
+	// RecordsSynced says the initial state has been delivered.
+	RecordsSynced
+	// RecordsReset says the whole state follows again (see Broker).
+	RecordsReset
+)
+
+// RecordUpdate is one thing a records watcher hears.
+type RecordUpdate struct {
+	Kind   RecordKind
+	Record Record
+	Live   bool // a change made while watching, not the initial state
+}
+
+// Signal is a message for every node that is not kept: a kick, a direct
+// message. Kind says what it is; Body is the hub's own encoding.
+type Signal struct {
+	Kind string          `json:"kind"`
+	Body json.RawMessage `json:"body"`
+}
+
+// validRecordKey reports whether k can name a record: tokens of
+// [A-Za-z0-9_-] joined by '.', at most 255 bytes in all.
+func validRecordKey(k string) bool {
+	if len(k) == 0 || len(k) > 255 {
+		return false
+	}
+	for tok := range strings.SplitSeq(k, ".") {
+		if !validIdent(tok, 255) {
+			return false
+		}
+	}
+	return true
+}
+
+// defaultSignalWait is how long a signal's sender waits for nodes that
+// have not answered.
+const defaultSignalWait = time.Second
 
 // Envelope is one chat message on its way through the broker. The broker
 // fills in Seq; the hub fills in the rest.
@@ -84,11 +171,16 @@ type Envelope struct {
 	// MsgID identifies the message for dedupe: its sender and the id the
 	// sender gave it (msgKey in ack.go). Empty: the sender gave none. A
 	// sequenced broker carries it outside the body (Nats-Msg-Id).
-	MsgID   string    `json:"-"`
-	From    string    `json:"from"`
+	MsgID string `json:"-"`
+	From  string `json:"from"`
+	// Sender is the login behind From when they differ (a second tab of
+	// carol speaks as carol-2), so that every node's slow mode counts the
+	// user, not the tab.
+	Sender  string    `json:"sender,omitempty"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
-	Bot     bool      `json:"bot,omitempty"` // posted through the HTTP API
+	Bot     bool      `json:"bot,omitempty"`    // posted through the HTTP API
+	Action  bool      `json:"action,omitempty"` // an action (/me): "* from message"
 }
 
 // Published is the outcome of one Publish, handed to its done callback.
@@ -133,6 +225,15 @@ var (
 	errBrokerClosed = errors.New("broker closed")
 	errBrokerBusy   = errors.New("broker queue full")
 	errBrokerDown   = errors.New("cluster link down")
+	// errRecordChanged is DeleteRecord's answer when the key no longer has
+	// the revision it was asked to delete.
+	errRecordChanged = errors.New("record changed meanwhile")
+	errBadRecordKey  = errors.New("bad record key")
+	// errRecordsLoading is Ready's answer while the link is up but the
+	// moderation records have not all arrived: the node must not admit
+	// anyone yet (a ban may be among them), but rooms can follow their
+	// streams.
+	errRecordsLoading = errors.New("moderation state not loaded from JetStream yet")
 )
 
 // subjectToken encodes s as one NATS subject token (and stream-name part)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 var _ Broker = (*memoryBroker)(nil)
@@ -17,15 +19,22 @@ const maxMemoryQueue = 1 << 16
 // memoryBus is an in-process cluster: the nodes attached to it. A hubbub
 // process without NATS has one bus with one node; tests put several nodes
 // on one bus to check the broker contract without a network. The bus keeps
-// no log: it is not sequenced, and the hub numbers messages itself.
+// no log: it is not sequenced, and the hub numbers messages itself. It
+// keeps the records, for as long as the process lives.
 type memoryBus struct {
-	mu    sync.Mutex
-	nodes map[*memoryBroker]struct{} // guarded by mu
+	mu      sync.Mutex
+	nodes   map[*memoryBroker]struct{} // guarded by mu
+	records map[string]Record          // guarded by mu
+	rev     uint64                     // the newest revision given; guarded by mu
+	// signalWait is how long a signal waits for nodes that do not answer.
+	// Set before the bus is used.
+	signalWait time.Duration
 }
 
 // newMemoryBus returns an empty bus.
 func newMemoryBus() *memoryBus {
-	return &memoryBus{nodes: make(map[*memoryBroker]struct{})}
+	return &memoryBus{nodes: make(map[*memoryBroker]struct{}), records: make(map[string]Record),
+		signalWait: defaultSignalWait}
 }
 
 // memoryBroker is one node on a memoryBus. Its deliveries go through a
@@ -41,6 +50,8 @@ type memoryBroker struct {
 	subs     map[string]*memorySub
 	presence map[string]PresenceUpdate // room -> this node's members
 	watch    func(PresenceUpdate)
+	recWatch func(RecordUpdate)
+	sigWatch func(Signal, func(int))
 	queue    []func()
 	closed   bool
 	started  bool // run has been started (by the first enqueue)
@@ -92,6 +103,12 @@ func (b *memoryBroker) start() {
 	if !b.started && !b.closed {
 		b.started = true
 		go b.run()
+		if len(b.queue) > 0 { // what queueQuiet queued before
+			select {
+			case b.wake <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -117,6 +134,21 @@ func (b *memoryBroker) run() {
 			job()
 		}
 	}
+}
+
+// queueQuiet adds job to b's queue without starting its goroutine: the
+// next enqueue or start runs it. WatchRecords uses it, so that a hub that
+// is made and never run (benchmarks) leaves no goroutine behind. The
+// caller holds bus.mu.
+func (b *memoryBroker) queueQuiet(job func()) {
+	if b.closed {
+		return
+	}
+	if b.started {
+		b.enqueue(job)
+		return
+	}
+	b.queue = append(b.queue, job)
 }
 
 // enqueue adds job to b's queue. The caller holds bus.mu.
@@ -246,6 +278,163 @@ func (b *memoryBroker) WatchPresence(fn func(PresenceUpdate)) {
 			}
 		}
 	}
+}
+
+// PutRecord implements Broker.
+func (b *memoryBroker) PutRecord(key string, value []byte, done func(uint64, error)) error {
+	if !validRecordKey(key) {
+		return fmt.Errorf("put %q: %w", key, errBadRecordKey)
+	}
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if b.closed {
+		return errBrokerClosed
+	}
+	bus.rev++
+	r := Record{Key: key, Value: slices.Clone(value), Rev: bus.rev}
+	bus.records[key] = r
+	bus.announceRecord(RecordUpdate{Kind: RecordPut, Record: r, Live: true})
+	if done != nil {
+		b.enqueue(func() { done(r.Rev, nil) })
+	}
+	return nil
+}
+
+// DeleteRecord implements Broker.
+func (b *memoryBroker) DeleteRecord(key string, rev uint64, done func(error)) error {
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if b.closed {
+		return errBrokerClosed
+	}
+	var err error
+	switch r, ok := bus.records[key]; {
+	case !ok:
+		// Nothing to remove: a delete of a missing key changes nothing.
+	case rev != 0 && r.Rev != rev:
+		err = fmt.Errorf("delete %q at revision %d (now %d): %w", key, rev, r.Rev, errRecordChanged)
+	default:
+		delete(bus.records, key)
+		bus.rev++
+		bus.announceRecord(RecordUpdate{Kind: RecordDeleted, Record: Record{Key: key, Rev: bus.rev}, Live: true})
+	}
+	if done != nil {
+		b.enqueue(func() { done(err) })
+	}
+	return nil
+}
+
+// announceRecord queues u for every node that watches records. The caller
+// holds bus.mu.
+func (bus *memoryBus) announceRecord(u RecordUpdate) {
+	for n := range bus.nodes {
+		if watch := n.recWatch; watch != nil {
+			n.enqueue(func() { watch(u) })
+		}
+	}
+}
+
+// WatchRecords implements Broker: the records there are, oldest revision
+// first, then the synced marker, then each change.
+func (b *memoryBroker) WatchRecords(fn func(RecordUpdate)) {
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	b.recWatch = fn
+	all := make([]Record, 0, len(bus.records))
+	for _, r := range bus.records {
+		all = append(all, r)
+	}
+	slices.SortFunc(all, func(x, y Record) int { return cmp.Compare(x.Rev, y.Rev) })
+	for _, r := range all {
+		b.queueQuiet(func() { fn(RecordUpdate{Kind: RecordPut, Record: r}) })
+	}
+	b.queueQuiet(func() { fn(RecordUpdate{Kind: RecordsSynced}) })
+}
+
+// gathering is one signal's answers, on their way to its done callback.
+// Guarded by bus.mu.
+type gathering struct {
+	want, got, sum int
+	finished       bool
+	timer          *time.Timer
+	from           *memoryBroker // whose queue done runs on
+	done           func(sum, answered int)
+}
+
+// finish hands the answers so far to done, once. The caller holds bus.mu.
+func (g *gathering) finish() {
+	if g.finished {
+		return
+	}
+	g.finished = true
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	sum, got, done := g.sum, g.got, g.done
+	g.from.enqueue(func() { done(sum, got) })
+}
+
+// Signal implements Broker: every watching node, this one included, gets s;
+// done hears once they have all answered, or after the bus's signal wait.
+func (b *memoryBroker) Signal(s Signal, done func(sum, answered int)) error {
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if b.closed {
+		return errBrokerClosed
+	}
+	var g *gathering
+	if done != nil {
+		g = &gathering{from: b, done: done}
+	}
+	for n := range bus.nodes {
+		watch := n.sigWatch
+		if watch == nil {
+			continue
+		}
+		answer := func(int) {}
+		if g != nil {
+			g.want++
+			var once sync.Once
+			answer = func(k int) {
+				once.Do(func() {
+					bus.mu.Lock()
+					defer bus.mu.Unlock()
+					if g.finished {
+						return
+					}
+					g.got++
+					g.sum += k
+					if g.got == g.want {
+						g.finish()
+					}
+				})
+			}
+		}
+		n.enqueue(func() { watch(s, answer) })
+	}
+	if g != nil {
+		if g.want == 0 {
+			g.finish()
+		} else {
+			g.timer = time.AfterFunc(bus.signalWait, func() {
+				bus.mu.Lock()
+				defer bus.mu.Unlock()
+				g.finish()
+			})
+		}
+	}
+	return nil
+}
+
+// WatchSignals implements Broker.
+func (b *memoryBroker) WatchSignals(fn func(Signal, func(int))) {
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	b.sigWatch = fn
 }
 
 // Ready implements Broker: an in-process bus is always reachable.

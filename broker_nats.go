@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,7 +41,10 @@ type natsOptions struct {
 	// that a message resent with the same MsgID is logged once (the
 	// stream's Duplicates window). Default 2m.
 	DedupeWindow time.Duration
-	Log          *slog.Logger
+	// SignalWait bounds how long a signal's sender waits for nodes that
+	// have not answered. Default defaultSignalWait.
+	SignalWait time.Duration
+	Log        *slog.Logger
 }
 
 // Queue sizes of the publish path. A publish that finds pubQueue full is
@@ -82,6 +87,17 @@ type natsBroker struct {
 	changed  chan struct{}                 // buffered (1): dirty is not empty
 	watchers chan func(PresenceUpdate)     // WatchPresence -> presenceLoop
 	presence chan *nats.Msg                // presence subject -> presenceLoop
+	peers    atomic.Int32                  // other nodes presenceLoop knows of
+
+	// Moderation records and signals (see recordLoop, Signal).
+	recs      chan recJob        // PutRecord, DeleteRecord -> recordLoop
+	kv        jetstream.KeyValue // the bucket once made; guarded by mu
+	recSynced chan struct{}      // closed when the initial records are delivered; nil: no watcher; guarded by mu
+	sigSub    *nats.Subscription // guarded by mu
+	inbox     string             // prefix of the reply subjects of our signals
+	sigMu     sync.Mutex         // guards pending and nextSig
+	pending   map[uint64]*natsGathering
+	nextSig   uint64
 
 	wg        sync.WaitGroup
 	done      chan struct{} // closed by Close
@@ -144,6 +160,9 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 	if opt.Retain <= 0 {
 		opt.Retain = max(opt.History, 10000)
 	}
+	if opt.SignalWait <= 0 {
+		opt.SignalWait = defaultSignalWait
+	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
@@ -204,6 +223,9 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		changed:  make(chan struct{}, 1),
 		watchers: make(chan func(PresenceUpdate)),
 		presence: make(chan *nats.Msg, 1024),
+		recs:     make(chan recJob, recordQueue),
+		inbox:    nc.NewInbox(),
+		pending:  make(map[uint64]*natsGathering),
 		done:     make(chan struct{}),
 	}
 	// A channel subscription is renewed by nats.go after a reconnect. If
@@ -214,10 +236,17 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		nc.Close()
 		return nil, fmt.Errorf("subscribe to presence: %w", err)
 	}
-	b.wg.Add(3)
+	// Answers to our signals: one subscription for all of them, renewed
+	// by nats.go after a reconnect.
+	if _, err := nc.Subscribe(b.inbox+".*", b.onAnswer); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("subscribe to signal answers: %w", err)
+	}
+	b.wg.Add(4)
 	go b.publishLoop()
 	go b.ackLoop()
 	go b.presenceLoop(psub)
+	go b.recordLoop()
 	return b, nil
 }
 
@@ -445,6 +474,15 @@ func (b *natsBroker) follow(ctx context.Context, room string, fn func(Delivery))
 // started. The ordered consumer recreates itself after a reconnect and
 // resumes after the last sequence it delivered, so nothing repeats.
 func (b *natsBroker) consume(ctx context.Context, room string, fn func(Delivery)) (jetstream.ConsumeContext, error) {
+	if synced := b.recordsSynced(); synced != nil {
+		// A replay must meet the deleted messages' tombstones: they come
+		// with the records, so the records go first.
+		select {
+		case <-synced:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	st, err := b.ensureStream(ctx, room)
 	if err != nil {
 		return nil, err
@@ -555,6 +593,7 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 				if time.Since(r.seen) > limit {
 					b.log.Info("node silent; dropping its members", "peer", node, "silent_for", time.Since(r.seen).Round(time.Millisecond))
 					delete(remote, node)
+					b.peers.Store(int32(len(remote)))
 					for room := range r.rooms {
 						emit(node, PresenceUpdate{Room: room})
 					}
@@ -576,6 +615,7 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 				}
 				r = &remoteNode{rooms: make(map[string]PresenceUpdate)}
 				remote[pm.Node] = r
+				b.peers.Store(int32(len(remote)))
 				b.log.Info("node joined the cluster", "peer", pm.Node)
 			}
 			r.seen = time.Now()
@@ -600,6 +640,7 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 			case "bye":
 				b.log.Info("node left the cluster", "peer", pm.Node)
 				delete(remote, pm.Node)
+				b.peers.Store(int32(len(remote)))
 				for room := range r.rooms {
 					emit(pm.Node, PresenceUpdate{Room: room})
 				}
@@ -663,12 +704,20 @@ func (b *natsBroker) sendPresence(pm presenceMsg) {
 	}
 }
 
-// Ready implements Broker: ready while connected to NATS.
+// Ready implements Broker: ready while connected to NATS, once the
+// moderation records have been read.
 func (b *natsBroker) Ready() error {
-	if b.nc.IsConnected() {
-		return nil
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("nats %s: %w", b.nc.Status(), errBrokerDown)
 	}
-	return fmt.Errorf("nats %s: %w", b.nc.Status(), errBrokerDown)
+	if synced := b.recordsSynced(); synced != nil {
+		select {
+		case <-synced:
+		default:
+			return errRecordsLoading
+		}
+	}
+	return nil
 }
 
 // Close implements Broker. It says goodbye, stops every goroutine and
@@ -683,10 +732,371 @@ func (b *natsBroker) Close() error {
 		close(b.done)
 		b.mu.Unlock()
 		b.wg.Wait()
+		b.sigMu.Lock()
+		for id, g := range b.pending {
+			g.timer.Stop()
+			delete(b.pending, id)
+		}
+		b.sigMu.Unlock()
 		if b.nc.IsConnected() {
 			b.nc.FlushTimeout(time.Second)
 		}
 		b.nc.Close()
 	})
 	return nil
+}
+
+// Moderation records live in one JetStream key-value bucket,
+// <prefix>_moderation, keeping the newest value of each key on disk. Every
+// node watches the whole bucket (recordsWatch); puts and deletes go
+// through recordLoop, so that the hub never waits for JetStream. Signals
+// are core NATS on <prefix>.signal: each node answers on the reply
+// subject, and the sender gathers the answers (natsGathering).
+
+// recordQueue bounds the puts and deletes waiting for recordLoop.
+const recordQueue = 256
+
+// recJob is one put (value set) or delete waiting for recordLoop.
+type recJob struct {
+	key     string
+	value   []byte
+	del     bool
+	rev     uint64 // delete only this revision; 0: any
+	putDone func(uint64, error)
+	delDone func(error)
+}
+
+// bucketName is the name of the cluster's moderation bucket.
+func (b *natsBroker) bucketName() string { return b.opt.Prefix + "_moderation" }
+
+// signalSubject is where nodes exchange signals.
+func (b *natsBroker) signalSubject() string { return b.opt.Prefix + ".signal" }
+
+// bucket returns the moderation bucket, creating it on first use.
+func (b *natsBroker) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	b.mu.Lock()
+	kv := b.kv
+	b.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, setupWait)
+	defer cancel()
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      b.bucketName(),
+		Description: "hubbub moderation: bans, mutes, slow mode, deleted messages",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("moderation bucket %s: %w", b.bucketName(), err)
+	}
+	b.mu.Lock()
+	b.kv = kv
+	b.mu.Unlock()
+	return kv, nil
+}
+
+// PutRecord implements Broker. While NATS is unreachable it fails at once.
+func (b *natsBroker) PutRecord(key string, value []byte, done func(uint64, error)) error {
+	if !validRecordKey(key) {
+		return fmt.Errorf("put %q: %w", key, errBadRecordKey)
+	}
+	return b.queueRecord(recJob{key: key, value: slices.Clone(value), putDone: done})
+}
+
+// DeleteRecord implements Broker.
+func (b *natsBroker) DeleteRecord(key string, rev uint64, done func(error)) error {
+	if !validRecordKey(key) {
+		return fmt.Errorf("delete %q: %w", key, errBadRecordKey)
+	}
+	return b.queueRecord(recJob{key: key, del: true, rev: rev, delDone: done})
+}
+
+// queueRecord hands j to recordLoop without blocking.
+func (b *natsBroker) queueRecord(j recJob) error {
+	select {
+	case <-b.done:
+		return errBrokerClosed
+	default:
+	}
+	if !b.nc.IsConnected() {
+		return errBrokerDown
+	}
+	select {
+	case b.recs <- j:
+		return nil
+	default:
+		return errBrokerBusy
+	}
+}
+
+// recordLoop carries out puts and deletes in order, each bounded by
+// setupWait, and reports each outcome.
+func (b *natsBroker) recordLoop() {
+	defer b.wg.Done()
+	for {
+		var j recJob
+		select {
+		case <-b.done:
+			return
+		case j = <-b.recs:
+		}
+		rev, err := b.applyRecord(j)
+		switch {
+		case j.del && j.delDone != nil:
+			j.delDone(err)
+		case !j.del && j.putDone != nil:
+			j.putDone(rev, err)
+		}
+	}
+}
+
+// applyRecord carries out one put or delete, bounded by setupWait, and
+// returns the put's revision.
+func (b *natsBroker) applyRecord(j recJob) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), setupWait)
+	defer cancel()
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !j.del {
+		rev, err := kv.Put(ctx, j.key, j.value)
+		if err != nil {
+			return 0, fmt.Errorf("put %q: %w", j.key, err)
+		}
+		return rev, nil
+	}
+	if j.rev == 0 {
+		err = kv.Delete(ctx, j.key)
+	} else if err = kv.Delete(ctx, j.key, jetstream.LastRevision(j.rev)); wrongRevision(err) {
+		return 0, fmt.Errorf("delete %q at revision %d: %w", j.key, j.rev, errRecordChanged)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("delete %q: %w", j.key, err)
+	}
+	return 0, nil
+}
+
+// wrongRevision reports whether err is JetStream refusing a write because
+// the key's revision was not the one expected.
+func wrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// WatchRecords implements Broker: it starts recordsWatch, which follows
+// the bucket for the rest of the broker's life.
+func (b *natsBroker) WatchRecords(fn func(RecordUpdate)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.done:
+		return
+	default:
+	}
+	if b.recSynced != nil {
+		return // one watcher per broker
+	}
+	b.recSynced = make(chan struct{})
+	b.wg.Add(1)
+	go b.recordsWatch(fn, b.recSynced)
+}
+
+// recordsWatch follows the bucket: the initial state, the synced marker
+// (closing synced the first time), then every change. If the watch ends
+// (its subscription was closed), it starts over with RecordsReset.
+func (b *natsBroker) recordsWatch(fn func(RecordUpdate), synced chan struct{}) {
+	defer b.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // ends the watch and any setup under way at Close
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	wait := b.opt.ReconnectWait
+	first := true
+	for ctx.Err() == nil {
+		w, err := b.watchBucket(ctx)
+		if err != nil {
+			b.log.Warn("cannot watch the moderation bucket; retrying", "err", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, maxBackoff)
+			continue
+		}
+		wait = b.opt.ReconnectWait
+		if !first {
+			fn(RecordUpdate{Kind: RecordsReset})
+		}
+		live := false
+		for e := range w.Updates() {
+			if ctx.Err() != nil {
+				break
+			}
+			if e == nil {
+				live = true
+				fn(RecordUpdate{Kind: RecordsSynced})
+				if first {
+					close(synced)
+					first = false
+				}
+				continue
+			}
+			r := Record{Key: e.Key(), Value: e.Value(), Rev: e.Revision()}
+			switch e.Operation() {
+			case jetstream.KeyValuePut:
+				fn(RecordUpdate{Kind: RecordPut, Record: r, Live: live})
+			default: // a delete or purge marker
+				if live {
+					fn(RecordUpdate{Kind: RecordDeleted, Record: Record{Key: r.Key, Rev: r.Rev}, Live: true})
+				}
+			}
+		}
+		w.Stop()
+		if ctx.Err() == nil {
+			b.log.Warn("moderation watch ended; starting over")
+		}
+	}
+}
+
+// watchBucket starts a watch of every key of the bucket, delete markers
+// included.
+func (b *natsBroker) watchBucket(ctx context.Context) (jetstream.KeyWatcher, error) {
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return kv.WatchAll(ctx)
+}
+
+// recordsSynced returns the channel closed once the initial records have
+// been delivered, or nil if nobody watches records.
+func (b *natsBroker) recordsSynced() chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.recSynced
+}
+
+// natsGathering is one signal's answers on their way to its done
+// callback. Guarded by sigMu.
+type natsGathering struct {
+	want, got, sum int
+	timer          *time.Timer
+	done           func(sum, answered int)
+}
+
+// Signal implements Broker. It waits for as many answers as there are
+// nodes this one knows of (its presence peers, and itself).
+func (b *natsBroker) Signal(s Signal, done func(sum, answered int)) error {
+	select {
+	case <-b.done:
+		return errBrokerClosed
+	default:
+	}
+	if !b.nc.IsConnected() {
+		return errBrokerDown
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode signal: %w", err)
+	}
+	msg := &nats.Msg{Subject: b.signalSubject(), Data: data}
+	var id uint64
+	if done != nil {
+		b.sigMu.Lock()
+		b.nextSig++
+		id = b.nextSig
+		g := &natsGathering{want: int(b.peers.Load()) + 1, done: done}
+		g.timer = time.AfterFunc(b.opt.SignalWait, func() { b.finishSignal(id) })
+		b.pending[id] = g
+		b.sigMu.Unlock()
+		msg.Reply = b.inbox + "." + strconv.FormatUint(id, 10)
+	}
+	if err := b.nc.PublishMsg(msg); err != nil {
+		if done != nil {
+			b.sigMu.Lock()
+			if g := b.pending[id]; g != nil {
+				g.timer.Stop()
+				delete(b.pending, id)
+			}
+			b.sigMu.Unlock()
+		}
+		return fmt.Errorf("signal: %w", err)
+	}
+	return nil
+}
+
+// onAnswer counts one node's answer to a signal of ours. It runs on the
+// reply subscription's goroutine.
+func (b *natsBroker) onAnswer(m *nats.Msg) {
+	_, idText, _ := strings.Cut(m.Subject[len(b.inbox):], ".")
+	id, err := strconv.ParseUint(idText, 10, 64)
+	n, nerr := strconv.Atoi(string(m.Data))
+	if err != nil || nerr != nil {
+		return
+	}
+	b.sigMu.Lock()
+	g := b.pending[id]
+	if g == nil {
+		b.sigMu.Unlock()
+		return // finished already
+	}
+	g.got++
+	g.sum += n
+	complete := g.got >= g.want
+	b.sigMu.Unlock()
+	if complete {
+		b.finishSignal(id)
+	}
+}
+
+// finishSignal hands a signal's answers so far to its done, once.
+func (b *natsBroker) finishSignal(id uint64) {
+	b.sigMu.Lock()
+	g := b.pending[id]
+	delete(b.pending, id)
+	b.sigMu.Unlock()
+	if g == nil {
+		return
+	}
+	g.timer.Stop()
+	g.done(g.sum, g.got)
+}
+
+// WatchSignals implements Broker: signals from every node reach fn on the
+// signal subscription's goroutine, with an answer that replies to the
+// sender, if it asked for answers.
+func (b *natsBroker) WatchSignals(fn func(Signal, func(int))) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sigSub != nil {
+		return
+	}
+	sub, err := b.nc.Subscribe(b.signalSubject(), func(m *nats.Msg) {
+		var s Signal
+		if err := json.Unmarshal(m.Data, &s); err != nil {
+			b.log.Warn("bad signal", "err", err)
+			return
+		}
+		reply := m.Reply
+		fn(s, func(n int) {
+			if reply != "" {
+				b.nc.Publish(reply, []byte(strconv.Itoa(n)))
+			}
+		})
+	})
+	if err != nil {
+		b.log.Error("cannot subscribe to signals; kicks and direct messages from other nodes will not arrive", "err", err)
+		return
+	}
+	b.sigSub = sub
 }

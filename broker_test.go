@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,11 +17,20 @@ import (
 // brokerHistory is how many messages the contract tests' room logs keep.
 const brokerHistory = 5
 
+// testSignalWait is the contract tests' signal wait: long enough for every
+// live node to answer, short enough to wait for one that does not.
+const testSignalWait = 400 * time.Millisecond
+
 // TestMemoryBroker runs the broker contract against the in-process bus.
 func TestMemoryBroker(t *testing.T) {
 	testBroker(t, func(t *testing.T) Broker {
-		bus := clusterOf(t, func() any { return newMemoryBus() }).(*memoryBus)
+		bus := clusterOf(t, func() any {
+			bus := newMemoryBus()
+			bus.signalWait = testSignalWait
+			return bus
+		}).(*memoryBus)
 		b := bus.node(fmt.Sprintf("n%d", nodeCount(t)))
+		b.start() // as the hub does when it begins to run
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
@@ -34,12 +44,13 @@ func TestNATSBroker(t *testing.T) {
 	testBroker(t, func(t *testing.T) Broker {
 		prefix := clusterOf(t, func() any { return "t" + newEpoch()[:10] }).(string)
 		b, err := newNATSBroker(natsOptions{
-			URL:      ns.ClientURL(),
-			Prefix:   prefix,
-			Node:     fmt.Sprintf("n%d", nodeCount(t)),
-			History:  brokerHistory,
-			Interval: 100 * time.Millisecond,
-			Log:      testLogger(t),
+			URL:        ns.ClientURL(),
+			Prefix:     prefix,
+			Node:       fmt.Sprintf("n%d", nodeCount(t)),
+			History:    brokerHistory,
+			Interval:   100 * time.Millisecond,
+			SignalWait: testSignalWait,
+			Log:        testLogger(t),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -193,6 +204,125 @@ func testBroker(t *testing.T, newB func(*testing.T) Broker) {
 		u = nextUpdate(t, ups, func(u PresenceUpdate) bool { return u.Count == 0 })
 		if u.Room != "lobby" {
 			t.Errorf("after close: %+v; want lobby emptied", u)
+		}
+	})
+	t.Run("Records", func(t *testing.T) {
+		a, b := newB(t), newB(t)
+		wa, wb := watchRecords(t, a), watchRecords(t, b)
+		wa.synced(t)
+		wb.synced(t)
+		const key = "ban.room.lobby.bob"
+		rev1 := putRecord(t, a, key, `{"v":1}`)
+		for _, w := range []*recordWatch{wa, wb} {
+			w.expect(t, RecordPut, key, `{"v":1}`, rev1, true)
+		}
+		// A node that starts watching later is given the state as it is.
+		c := newB(t)
+		wc := watchRecords(t, c)
+		wc.expect(t, RecordPut, key, `{"v":1}`, rev1, false)
+		wc.synced(t)
+
+		rev2 := putRecord(t, b, key, `{"v":2}`)
+		if rev2 <= rev1 {
+			t.Errorf("second put has revision %d after %d; want a greater one", rev2, rev1)
+		}
+		for _, w := range []*recordWatch{wa, wb, wc} {
+			w.expect(t, RecordPut, key, `{"v":2}`, rev2, true)
+		}
+		// Deleting the old revision changes nothing: the new one stays.
+		if err := deleteRecord(t, a, key, rev1); !errors.Is(err, errRecordChanged) {
+			t.Errorf("delete of revision %d after a newer put = %v; want errRecordChanged", rev1, err)
+		}
+		for _, w := range []*recordWatch{wa, wb, wc} {
+			w.quiet(t)
+		}
+		if err := deleteRecord(t, c, key, rev2); err != nil {
+			t.Errorf("delete of the current revision: %v", err)
+		}
+		for _, w := range []*recordWatch{wa, wb, wc} {
+			w.expect(t, RecordDeleted, key, "", 0, true)
+		}
+		// Revision 0 deletes whatever is there.
+		putRecord(t, a, "slow.lobby", `{}`)
+		if err := deleteRecord(t, b, "slow.lobby", 0); err != nil {
+			t.Errorf("unconditional delete: %v", err)
+		}
+		for _, w := range []*recordWatch{wa, wb, wc} {
+			w.expect(t, RecordPut, "slow.lobby", `{}`, 0, true)
+			w.expect(t, RecordDeleted, "slow.lobby", "", 0, true)
+		}
+		for _, bad := range []string{"", "a..b", ".a", "a.", "a b", "a.*", "a.>"} {
+			if err := a.PutRecord(bad, nil, func(uint64, error) {}); !errors.Is(err, errBadRecordKey) {
+				t.Errorf("PutRecord(%q) = %v; want errBadRecordKey", bad, err)
+			}
+		}
+	})
+	t.Run("Signals", func(t *testing.T) {
+		nodes := []Broker{newB(t), newB(t), newB(t), newB(t)}
+		answers := []int{1, 2, 0, 5}
+		got := make([]chan Signal, len(nodes))
+		for i, n := range nodes {
+			got[i] = make(chan Signal, 100)
+			n.WatchSignals(func(s Signal, answer func(int)) {
+				got[i] <- s
+				if s.Kind != "quiet" || i != 3 { // node 3 does not answer "quiet"
+					answer(answers[i])
+				}
+			})
+		}
+		// Nodes learn of each other (presence): probe until all answer.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, answered := sendSignal(t, nodes[0], Signal{Kind: "probe"})
+			if answered == len(nodes) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d nodes answer a signal after 10s", answered, len(nodes))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, ch := range got {
+			for len(ch) > 0 {
+				<-ch
+			}
+		}
+		body := json.RawMessage(`{"name":"bob","reason":"spam"}`)
+		if sum, answered := sendSignal(t, nodes[1], Signal{Kind: "kick", Body: body}); sum != 8 || answered != 4 {
+			t.Errorf("kick: sum %d from %d nodes; want 8 from 4", sum, answered)
+		}
+		for i, ch := range got {
+			select {
+			case s := <-ch:
+				if s.Kind != "kick" || string(s.Body) != string(body) {
+					t.Errorf("node %d got %+v; want the kick with its body", i, s)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("node %d never got the signal", i)
+			}
+		}
+		// A node that does not answer is waited for, up to the wait.
+		start := time.Now()
+		sum, answered := sendSignal(t, nodes[0], Signal{Kind: "quiet"})
+		if sum != 3 || answered != 3 {
+			t.Errorf("with a silent node: sum %d from %d nodes; want 3 from 3", sum, answered)
+		}
+		if waited := time.Since(start); waited < testSignalWait/2 {
+			t.Errorf("gave up on the silent node after %v; want about %v", waited, testSignalWait)
+		}
+		// Without done, a signal is delivered and nobody waits.
+		if err := nodes[2].Signal(Signal{Kind: "fire"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i, ch := range got {
+			for s := range ch {
+				if s.Kind == "fire" {
+					break
+				}
+				if s.Kind != "quiet" {
+					t.Errorf("node %d got %q; want fire", i, s.Kind)
+				}
+			}
 		}
 	})
 	t.Run("CloseIdempotent", func(t *testing.T) {
@@ -364,6 +494,134 @@ func waitLast(t *testing.T, b Broker, room string, last uint64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// recordWatch collects one broker's record updates.
+type recordWatch struct{ ch chan RecordUpdate }
+
+// watchRecords starts watching b's records.
+func watchRecords(t *testing.T, b Broker) *recordWatch {
+	w := &recordWatch{ch: make(chan RecordUpdate, 100)}
+	b.WatchRecords(func(u RecordUpdate) {
+		select {
+		case w.ch <- u:
+		default:
+			t.Errorf("record watch full")
+		}
+	})
+	return w
+}
+
+// next returns the next update or fails after 5s.
+func (w *recordWatch) next(t *testing.T) RecordUpdate {
+	t.Helper()
+	select {
+	case u := <-w.ch:
+		return u
+	case <-time.After(5 * time.Second):
+		t.Fatal("no record update within 5s")
+		return RecordUpdate{}
+	}
+}
+
+// synced expects the synced marker.
+func (w *recordWatch) synced(t *testing.T) {
+	t.Helper()
+	if u := w.next(t); u.Kind != RecordsSynced {
+		t.Fatalf("got %+v; want the synced marker", u)
+	}
+}
+
+// expect expects an update of kind for key with value (puts) and revision
+// rev (0: any), live or not.
+func (w *recordWatch) expect(t *testing.T, kind RecordKind, key, value string, rev uint64, live bool) {
+	t.Helper()
+	u := w.next(t)
+	if u.Kind != kind || u.Record.Key != key || string(u.Record.Value) != value || u.Live != live ||
+		(rev != 0 && u.Record.Rev != rev) {
+		t.Fatalf("got %+v (value %s); want kind %d of %s = %s at revision %d, live %v", u, u.Record.Value, kind, key, value, rev, live)
+	}
+}
+
+// quiet fails if an update arrives within a short wait.
+func (w *recordWatch) quiet(t *testing.T) {
+	t.Helper()
+	select {
+	case u := <-w.ch:
+		t.Errorf("unexpected record update %+v", u)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// putRecord puts key and returns its revision, failing on any error.
+func putRecord(t *testing.T, b Broker, key, value string) uint64 {
+	t.Helper()
+	type res struct {
+		rev uint64
+		err error
+	}
+	ch := make(chan res, 2)
+	if err := b.PutRecord(key, []byte(value), func(rev uint64, err error) { ch <- res{rev, err} }); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil || r.rev == 0 {
+			t.Fatalf("put %s: revision %d, %v", key, r.rev, r.err)
+		}
+		return r.rev
+	case <-time.After(10 * time.Second):
+		t.Fatalf("put %s never reported", key)
+		return 0
+	}
+}
+
+// deleteRecord deletes key at rev and returns the outcome.
+func deleteRecord(t *testing.T, b Broker, key string, rev uint64) error {
+	t.Helper()
+	ch := make(chan error, 2)
+	if err := b.DeleteRecord(key, rev, func(err error) { ch <- err }); err != nil {
+		t.Fatalf("delete %s: %v", key, err)
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("delete %s never reported", key)
+		return nil
+	}
+}
+
+// sendSignal sends s from b and returns what its done heard, failing if done
+// is called from inside Signal or more than once.
+func sendSignal(t *testing.T, b Broker, s Signal) (sum, answered int) {
+	t.Helper()
+	type res struct{ sum, answered int }
+	ch := make(chan res, 2)
+	var inside atomic.Bool
+	inside.Store(true)
+	err := b.Signal(s, func(sum, answered int) {
+		if inside.Load() {
+			t.Errorf("signal %s: done called from inside Signal", s.Kind)
+		}
+		ch <- res{sum, answered}
+	})
+	inside.Store(false)
+	if err != nil {
+		t.Fatalf("signal %s: %v", s.Kind, err)
+	}
+	var r res
+	select {
+	case r = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("signal %s: done never called", s.Kind)
+	}
+	select {
+	case again := <-ch:
+		t.Errorf("signal %s: done called again with %+v", s.Kind, again)
+	case <-time.After(50 * time.Millisecond):
+	}
+	return r.sum, r.answered
 }
 
 // nextUpdate returns the first presence update that matches ok.

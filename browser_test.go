@@ -1084,6 +1084,231 @@ type hubServer struct {
 	once    sync.Once
 }
 
+// TestBrowserModeration drives moderation and direct messages through
+// the page: what a moderator does with the buttons it is shown, and what
+// the others see of it.
+func TestBrowserModeration(t *testing.T) {
+	browser := startBrowser(t)
+	users := roleUsersFile(t, "mo:mopass:moderator", "alice:alicepass", "bob:bobpass", "carol:carolpass")
+
+	t.Run("a moderator deletes a message: deleted for everyone, and in the replay", func(t *testing.T) {
+		s := newTestServer(t, deployed(Config{Auth: authLogin, UsersFile: users}))
+		mo := newTab(t, browser, "mo")
+		alice := newTab(t, browser, "alice")
+		mo.login(s.ts.URL, "mo", "mopass", "lobby")
+		alice.login(s.ts.URL, "alice", "alicepass", "lobby")
+		alice.typeAndEnter("delete me")
+		alice.typeAndEnter("keep me")
+		alice.waitMessage("keep me")
+		mo.waitMessage("keep me")
+
+		// Only the moderator is offered the delete and the member actions.
+		if n := eval[int](alice, `[...document.querySelectorAll(".msg-delete, .mod-act")].filter((e) => e.checkVisibility()).length`); n != 0 {
+			t.Errorf("alice (no role) sees %d moderation buttons; want 0", n)
+		}
+		if !eval[bool](mo, `[...document.querySelectorAll("#members li[data-name=alice] .mod-act")].every((e) => e.checkVisibility())`) {
+			t.Error("mo does not see kick, mute and ban on alice")
+		}
+		mo.do(chromedp.Click(chromedp.JSPath(msgItemJS("delete me") + `.querySelector(".msg-delete")`)))
+		for _, tb := range []*tab{alice, mo} {
+			tb.waitJS("message deleted in place", `(() => {
+				const items = [...document.querySelectorAll("#messages .msg")];
+				return items.length === 2 && items[0].classList.contains("deleted") &&
+					items[0].querySelector(".body").textContent === "message deleted" &&
+					items[1].querySelector(".body").textContent === "keep me";
+			})()`)
+			tb.expectNoText("delete me")
+		}
+		mo.waitLine("You deleted message 1.")
+		// An action reads as one.
+		alice.typeAndEnter("/me waves")
+		mo.waitMessage("* alice waves")
+		alice.waitDelivery("* alice waves", "msg:✓ sent")
+		mo.screenshot("moderation-deleted-desktop-light")
+
+		// A reload replays the history: the tombstone, never the text.
+		alice.login(s.ts.URL, "alice", "alicepass", "lobby")
+		alice.waitMessage("keep me")
+		alice.waitJS("the replayed tombstone", `[...document.querySelectorAll("#messages .msg.deleted .body")].some((e) => e.textContent === "message deleted")`)
+		alice.expectNoText("delete me")
+	})
+
+	t.Run("a direct message between two logged-in users shows in both Direct sections", func(t *testing.T) {
+		s := newTestServer(t, deployed(Config{Auth: authLogin, UsersFile: users}))
+		alice := newTab(t, browser, "alice")
+		alice2 := newTab(t, browser, "alice, second tab")
+		bob := newTab(t, browser, "bob")
+		carol := newTab(t, browser, "carol")
+		alice.login(s.ts.URL, "alice", "alicepass", "lobby")
+		alice2.login(s.ts.URL, "alice", "alicepass", "other")
+		bob.login(s.ts.URL, "bob", "bobpass", "lobby")
+		carol.login(s.ts.URL, "carol", "carolpass", "lobby")
+		alice.waitJS("bob and carol in the member list", `document.querySelector("#members li[data-name=carol] .dm-open") && document.querySelector("#members li[data-name=bob] .dm-open")`)
+
+		alice.do(chromedp.Click(chromedp.CSS(`#members li[data-name=bob] .dm-open`)))
+		alice.do(chromedp.WaitVisible(chromedp.CSS("#dm-input")))
+		alice.waitJS("the conversation title", `document.querySelector("#dm-title").textContent === "Direct · bob"`)
+		alice.do(chromedp.SendKeys(chromedp.CSS("#dm-input"), "hi bob, <b>just us</b>"+kb.Enter))
+		alice.waitDirect("hi bob, <b>just us</b>")
+		// Bob's Direct section lists alice with the message and one unread.
+		bob.waitJS("alice in bob's Direct section", `(() => {
+			const b = document.querySelector("#conversations button[data-peer=alice]");
+			return b && b.querySelector(".conv-last").textContent === "hi bob, <b>just us</b>" && b.querySelector(".count")?.textContent === "1";
+		})()`)
+		// So does alice's other tab: the sender's copy goes to each of its connections.
+		alice2.waitJS("bob in alice's other tab", `document.querySelector("#conversations button[data-peer=bob] .conv-last")?.textContent === "you: hi bob, <b>just us</b>"`)
+		bob.do(chromedp.Click(chromedp.CSS(`#conversations button[data-peer=alice]`)))
+		bob.waitDirect("hi bob, <b>just us</b>")
+		if n := eval[int](bob, `document.querySelectorAll("#dm-messages b").length`); n != 0 {
+			t.Errorf("bob's page made %d <b> elements of the text; want 0", n)
+		}
+		bob.do(chromedp.SendKeys(chromedp.CSS("#dm-input"), "hi alice"+kb.Enter))
+		alice.waitDirect("hi alice")
+		alice2.do(chromedp.Click(chromedp.CSS(`#conversations button[data-peer=bob]`)))
+		alice2.waitDirect("hi bob, <b>just us</b>")
+		alice2.waitDirect("hi alice")
+		for _, tb := range []*tab{alice, alice2, bob} {
+			got := eval[[]string](tb, `[...document.querySelectorAll("#dm-messages .dm-msg .body")].map((e) => e.textContent)`)
+			if want := []string{"hi bob, <b>just us</b>", "hi alice"}; !slices.Equal(got, want) {
+				t.Errorf("%s: conversation %q; want %q, each once", tb.name, got, want)
+			}
+		}
+		if eval[bool](bob, `document.querySelector("#messages").checkVisibility()`) {
+			t.Error("the room's messages show behind the open conversation")
+		}
+		bob.screenshot("direct-desktop-light")
+
+		// A user who has gone gets nothing, and the sender is told.
+		alice.do(chromedp.Click(chromedp.CSS(`#dm-close`)))
+		alice.do(chromedp.Click(chromedp.CSS(`#members li[data-name=carol] .dm-open`)))
+		clientEval[chromedp.Void](carol, `client.stop()`)
+		alice.waitLine("carol left")
+		alice.do(chromedp.SendKeys(chromedp.CSS("#dm-input"), "still there?"+kb.Enter))
+		alice.waitJS("the no_such_user notice", `[...document.querySelectorAll("#dm-messages .sys.error")].some((e) =>
+			e.textContent.startsWith("Not delivered to carol: carol is not online"))`)
+	})
+
+	t.Run("a kicked tab says why and does not reconnect; a banned one neither, even after a reload", func(t *testing.T) {
+		var seen wsLog
+		hub := openHub(t, deployed(Config{Auth: authLogin, UsersFile: users}), seen.wrap)
+		s := hub.serve(t, nil)
+		mo := newTab(t, browser, "mo")
+		alice := newTab(t, browser, "alice")
+		mo.login(s.ts.URL, "mo", "mopass", "lobby")
+		alice.login(s.ts.URL, "alice", "alicepass", "lobby")
+		mo.waitJS("alice in the member list", `document.querySelector("#members li[data-name=alice] .mod-act[data-act=kick]")`)
+		aliceConnects := func() int {
+			n := 0
+			for _, q := range seen.queries() {
+				if q.Get("ticket") != "" && q.Get("room") == "lobby" {
+					n++
+				}
+			}
+			return n
+		}
+
+		mo.do(chromedp.Click(chromedp.CSS(`#members li[data-name=alice] .mod-act[data-act=kick]`)))
+		mo.do(chromedp.WaitVisible(chromedp.CSS("#mod-reason")))
+		mo.do(chromedp.SendKeys(chromedp.CSS("#mod-reason"), "spam"), chromedp.Click(chromedp.CSS("#mod-confirm")))
+		alice.waitJS("the kick notice", `document.querySelector("#messages .sys.ended .ended-text")?.textContent === "You were kicked from lobby by mo: spam."`)
+		alice.waitJS("the status", `document.querySelector("#status").textContent === "kicked"`)
+		mo.waitLine("mo kicked alice from #lobby: spam")
+		mo.waitLine("alice was kicked by mo: spam")
+		before := len(seen.queries())
+		time.Sleep(2 * time.Second) // longer than the first few backoff waits
+		if n := len(seen.queries()); n != before {
+			t.Fatalf("the kicked page connected %d more times; want none", n-before)
+		}
+		alice.screenshot("moderation-kicked-desktop-light")
+
+		// Rejoin is the user's choice after a kick.
+		alice.do(chromedp.Click(chromedp.CSS("#messages .sys.ended .rejoin")))
+		alice.waitOnline("lobby")
+		alice.waitLine("Reconnected.")
+		mo.waitLine("alice joined")
+
+		// A ban closes with 4003; the page stops, offers no rejoin.
+		mo.do(chromedp.Click(chromedp.CSS(`#members li[data-name=alice] .mod-act[data-act=ban]`)))
+		mo.do(chromedp.WaitVisible(chromedp.CSS("#mod-duration")), chromedp.SetValue(chromedp.CSS("#mod-duration"), "1h"),
+			chromedp.Click(chromedp.CSS("#mod-confirm")))
+		alice.waitJS("the ban notice", `/^You were banned from lobby by mo until \d{4}-\d\d-\d\d \d\d:\d\dZ\.$/.test(document.querySelector("#messages .sys.ended[data-ended=banned] .ended-text")?.textContent)`)
+		if eval[bool](alice, `!!document.querySelector("#messages .sys.ended[data-ended=banned] .rejoin")`) {
+			t.Error("a banned page offers to rejoin")
+		}
+
+		// A reload logs in again; the server refuses the handshake with
+		// 403, and the page says why instead of retrying.
+		before = aliceConnects()
+		alice.login(s.ts.URL, "alice", "alicepass", "lobby", false)
+		alice.waitJS("the 403's reason", `/^You are banned from lobby until .* \(by mo\)\.$/.test(document.querySelector("#messages .sys.ended[data-ended=banned] .ended-text")?.textContent)`)
+		alice.waitJS("the status", `document.querySelector("#status").textContent === "banned"`)
+		time.Sleep(2 * time.Second)
+		if n := aliceConnects() - before; n != 2 { // the refused handshake and the GET that read why
+			t.Errorf("after the reload alice's page asked /ws %d times; want 2", n)
+		}
+	})
+}
+
+// roleUsersFile writes a users file from "name:password[:role]" entries,
+// each password hashed as usersFile does, and returns its path.
+func roleUsersFile(t *testing.T, entries ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, e := range entries {
+		name, rest, _ := strings.Cut(e, ":")
+		password, role, hasRole := strings.Cut(rest, ":")
+		b.WriteString(name + ":" + bcryptHash(t, password))
+		if hasRole {
+			b.WriteString(":" + role)
+		}
+		b.WriteString("\n")
+	}
+	path := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// login opens the page at base and logs in as user to room. Unless
+// online is false, it waits until the page is online there.
+func (tb *tab) login(base, user, password, room string, online ...bool) {
+	tb.t.Helper()
+	tb.do(
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SetValue(chromedp.CSS("#username"), user),
+		chromedp.SetValue(chromedp.CSS("#password"), password),
+		chromedp.SetValue(chromedp.CSS("#login-room"), room),
+		chromedp.Click(chromedp.CSS("#login")),
+	)
+	if len(online) == 0 || online[0] {
+		tb.waitOnline(room)
+	}
+}
+
+// waitDirect waits until the open conversation shows a direct message
+// with exactly this text.
+func (tb *tab) waitDirect(text string) {
+	tb.t.Helper()
+	tb.waitJS("direct message "+jsString(text), fmt.Sprintf(
+		`[...document.querySelectorAll("#dm-messages .dm-msg .body")].some((e) => e.textContent === %s)`, jsString(text)))
+}
+
+// expectNoText fails the test if text appears anywhere on the page.
+func (tb *tab) expectNoText(text string) {
+	tb.t.Helper()
+	if eval[bool](tb, fmt.Sprintf(`document.body.textContent.includes(%s)`, jsString(text))) {
+		tb.t.Errorf("%s: the page still shows %q", tb.name, text)
+	}
+}
+
+// msgItemJS is a JavaScript expression for the .msg item whose text is
+// text.
+func msgItemJS(text string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll("#messages .msg")].find((e) => e.querySelector(".body").textContent === %s)`, jsString(text))
+}
+
 // openHub builds a Server for cfg the way main does (Open, so
 // DataDir works), its routes seen through wrap when wrap is not nil. As
 // in newTestServer, flood control is off unless cfg sets MsgRate. The

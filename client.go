@@ -29,6 +29,15 @@ type Client struct {
 	// account is the user name the connection logged in as, or "" for a
 	// guest. Set before register; never written again.
 	account string
+	// tokenRole is the role a JWT gave the connection, when fixedRole says
+	// its token decides (jwt mode); otherwise the users file does, at each
+	// action (Hub.roleOf). Set before register; never written again.
+	tokenRole role
+	fixedRole bool
+	// showSeq is set for a text client with a moderator's role when it
+	// enters a room: its message lines carry their seqs ("[lobby #12]"),
+	// which /delete names. Owned by Hub.run.
+	showSeq bool
 
 	// flood is the message budget (nil: unlimited). Used only by Message,
 	// which the connection's reader calls.

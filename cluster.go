@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,36 @@ func (h *Hub) attachBroker(b Broker) {
 		remote: make(map[string]map[string]PresenceUpdate),
 	}
 	b.WatchPresence(func(u PresenceUpdate) { h.fromBroker(brokerEvent{room: u.Room, pres: &u}) })
+	b.WatchRecords(func(u RecordUpdate) { h.fromBrokerResult(recordRequest{u}) })
+	b.WatchSignals(func(s Signal, answer func(int)) { h.fromBrokerResult(signalRequest{s, answer}) })
+}
+
+// signalRequest is a signal on its way to the hub, with the answer the
+// broker wants back: how many of this node's connections it reached.
+type signalRequest struct {
+	s      Signal
+	answer func(int)
+}
+
+func (r signalRequest) handle(h *Hub) { r.answer(h.onSignal(r.s)) }
+
+// onSignal carries out a signal on this node and returns how many
+// connections it reached. Must only be called from run.
+func (h *Hub) onSignal(s Signal) int {
+	switch s.Kind {
+	case sigKick:
+		var k kickSignal
+		if err := json.Unmarshal(s.Body, &k); err == nil && validName(k.Name) {
+			return h.onKick(k)
+		}
+	case sigDirect, sigDirectCopy:
+		var p directPayload
+		if err := json.Unmarshal(s.Body, &p); err == nil {
+			return h.onDirect(p, s.Kind == sigDirectCopy)
+		}
+	}
+	h.log.Warn("signal ignored: not one of ours", "kind", s.Kind)
+	return 0
 }
 
 // fromBroker hands a broker event to the hub. It runs on a broker
@@ -92,13 +123,17 @@ func (ev *brokerEvent) handle(h *Hub) { h.handleBroker(ev) }
 // publish sends c's message to its room through the broker, once per id
 // when c gave one (ack.go). Failures, now or later, reach c as an error
 // event. Must only be called from run.
-func (h *Hub) publish(c *Client, msg, id string) {
-	room := c.room.name
+func (h *Hub) publish(c *Client, msg, id string, action bool) {
+	m := Envelope{Room: c.room.name, From: c.name, Message: msg, Action: action}
+	if who := c.modName(); who != c.name {
+		m.Sender = who
+	}
 	if id != "" {
-		h.sendOnce(room, c.name, msg, false, msgIDOf(c.sender, id), waiter{c: c, id: id})
+		m.MsgID = msgIDOf(c.sender, id)
+		h.sendOnce(m, waiter{c: c, id: id})
 		return
 	}
-	_, err := h.publishAs(room, c.name, msg, false, "", func(p Published) {
+	_, err := h.publishAs(m, func(p Published) {
 		if p.Err != nil {
 			h.submit(clientRequest{c: c, cmd: failCmd{notDelivered(p.Err)}})
 		}
@@ -108,19 +143,20 @@ func (h *Hub) publish(c *Client, msg, id string) {
 	}
 }
 
-// publishAs hands a message to the broker and returns the id it will
-// carry on this node, or the error if the broker refused it at once.
+// publishAs hands m (room, sender, text and flags set; the rest is
+// filled in here) to the broker and returns the id it will carry on this
+// node, or the error if the broker refused it at once.
 // done, if not nil, hears the outcome from a broker goroutine (see
 // Broker.Publish). Ids are per process: a sequenced broker's messages get
 // theirs when they arrive (so the id is 0 then), an unsequenced one's keep
 // the id given here. Must only be called from run.
-func (h *Hub) publishAs(room, from, msg string, bot bool, msgID string, done func(Published)) (uint64, error) {
+func (h *Hub) publishAs(m Envelope, done func(Published)) (uint64, error) {
 	var id uint64
 	if !h.broker.Sequenced() {
 		h.nextID++
 		id = h.nextID
 	}
-	m := Envelope{Room: room, ID: id, MsgID: msgID, From: from, Message: msg, Time: time.Now(), Bot: bot}
+	m.ID, m.Time = id, time.Now()
 	err := h.broker.Publish(m, func(p Published) {
 		if p.Err != nil && !h.broker.Sequenced() {
 			h.stats.undelivered.Add(1)
@@ -163,7 +199,7 @@ func (h *Hub) linkRoom(r *Room) {
 		h.cl.remote[r.name] = r.remote
 	}
 	room, sub := r.name, link.sub
-	if err := h.broker.Ready(); err != nil && !link.synced {
+	if err := h.broker.Ready(); err != nil && !errors.Is(err, errRecordsLoading) && !link.synced {
 		// Do not make joiners wait for a link that may be down for long:
 		// they get room_changed and the local history now, and whatever
 		// the replay brings later arrives as live messages (never twice:
@@ -203,7 +239,9 @@ func (h *Hub) enterRoom(c *Client, r *Room, e entry) {
 		return
 	}
 	l := h.history.get(r.name)
-	h.deliver(c, roomChangedEvent(r, c.name, l.epoch, l.last, e.id))
+	rl := h.roleOf(c)
+	c.showSeq = c.format == formatText && rl >= roleModerator
+	h.deliver(c, roomChangedEvent(r, c.name, rl, l.epoch, l.last, e.id))
 	h.replayHistory(c, r.name, e.connecting)
 }
 
@@ -230,7 +268,7 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 		if m.MsgID != "" {
 			key = msgKey{ev.room, m.MsgID}
 		}
-		rec, err := h.history.recordAt(ev.room, ev.d.Epoch, m.Seq, id, m.From, m.Message, m.Time, m.Bot, key)
+		rec, err := h.history.recordAt(ev.room, ev.d.Epoch, id, m, key)
 		switch {
 		case err != nil:
 			h.log.Error("message not kept", "room", ev.room, "err", err)
@@ -240,6 +278,13 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 			return // already seen
 		}
 		h.stats.messages.Add(1)
+		if !m.Bot {
+			who := m.Sender
+			if who == "" {
+				who = m.From
+			}
+			h.mod.noteSent(ev.room, who, m.Time) // slow mode counts every node's senders
+		}
 		if rec.held {
 			return // broadcast and acked once it is on disk (storedRequest)
 		}
@@ -309,7 +354,8 @@ func (h *Hub) remotePresence(u PresenceUpdate) {
 	}
 	for _, name := range old.Names {
 		if !slices.Contains(u.Names, name) {
-			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name})
+			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name,
+				mark: h.mod.takeMark(r.name, name, time.Now())})
 		}
 	}
 }

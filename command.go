@@ -22,12 +22,19 @@ type command interface {
 
 // sayCmd posts msg (already cleaned) to the client's room: through the
 // broker, and broadcast when the broker hands it back (cluster.go); with an
-// id, once, and acked (ack.go).
-type sayCmd struct{ msg string }
+// id, once, and acked (ack.go). action marks a /me message.
+type sayCmd struct {
+	msg    string
+	action bool
+}
 
 func (s sayCmd) run(h *Hub, c *Client, id string) {
+	if e := h.sayRefused(c); e != nil { // muted, or slow mode (moderation.go)
+		h.deliver(c, errorEvent(e.withID(id)))
+		return
+	}
 	h.m.received[c.format].Inc()
-	h.publish(c, s.msg, id)
+	h.publish(c, s.msg, id, s.action)
 }
 
 // joinCmd moves the client to another room (Hub.join, hub.go).
@@ -36,6 +43,10 @@ type joinCmd struct{ room string }
 func (j joinCmd) run(h *Hub, c *Client, id string) {
 	if c.room != nil && c.room.name == j.room {
 		h.fail(c, id, errAlreadyThere, "you are already in %s", j.room)
+		return
+	}
+	if e := h.banned(c, j.room); e != nil {
+		h.deliver(c, errorEvent(e.withID(id)))
 		return
 	}
 	h.join(c, j.room, false, id)
@@ -66,6 +77,11 @@ func (helpCmd) run(h *Hub, c *Client, _ string) {
 	for _, line := range helpLines {
 		h.deliver(c, textOnly(line))
 	}
+	if h.roleOf(c) >= roleModerator {
+		for _, line := range modHelpLines {
+			h.deliver(c, textOnly(line))
+		}
+	}
 }
 
 // statusCmd answers a text client's /status: where it is and where the
@@ -94,3 +110,17 @@ func (f failCmd) run(h *Hub, c *Client, id string) { h.deliver(c, errorEvent(f.e
 type floodCmd struct{}
 
 func (floodCmd) run(h *Hub, c *Client, _ string) { h.disconnect(c, dcFlooding) }
+
+// modCmd is a moderation request — kick, ban, unban, mute, unmute,
+// delete_message, slow_mode — as decoded (protocol.go). Hub.moderate
+// checks the sender's role, works out the room and carries it out
+// through the broker, so that it holds on every node (moderation.go).
+type modCmd struct{ modAction }
+
+func (m modCmd) run(h *Hub, c *Client, id string) { h.moderate(h.clientActor(c, id), m.modAction) }
+
+// directCmd sends a direct message to the logged-in user to, on whichever
+// nodes it is connected (direct.go).
+type directCmd struct{ to, msg string }
+
+func (d directCmd) run(h *Hub, c *Client, id string) { h.sendDirect(c, d.to, d.msg, id) }

@@ -126,6 +126,12 @@ type Config struct {
 	// shares the debug listener. "": /metrics on the public port.
 	MetricsAddr string
 
+	// ModerationSweep is how often expired bans and mutes, and tombstones
+	// that can no longer be replayed, are forgotten (moderation.go). No
+	// flag: an expired ban stops applying at once; this only bounds how
+	// long its memory is held.
+	ModerationSweep time.Duration
+
 	// ConfigFile is the TOML file (configfile.go) that parseFlags read the
 	// settings not given as flags or HUBBUB_ variables from; "": none. It
 	// is set by -config or HUBBUB_CONFIG, never by the file itself.
@@ -160,6 +166,7 @@ func DefaultConfig() Config {
 		TicketTTL:         30 * time.Second,
 		MsgRate:           10,
 		MsgBurst:          20,
+		ModerationSweep:   10 * time.Second,
 	}
 }
 
@@ -202,6 +209,7 @@ func (c Config) withDefaults() Config {
 	fillStr(&c.Auth, d.Auth)
 	fillDur(&c.TicketTTL, d.TicketTTL)
 	fill(&c.MsgBurst, d.MsgBurst)
+	fillDur(&c.ModerationSweep, d.ModerationSweep)
 	return c
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"hubbub/internal/wsconn"
@@ -16,6 +17,8 @@ import (
 //	flooding        1008  flooding: too many messages …     rate_limited    hub: flood control (flood.go)
 //	shutdown        1001  server shutting down              shutdown        hub: Shutdown
 //	bye             1000  bye                               (not counted)   hub: the client sent /quit
+//	kicked          4000  kicked from R by M: reason        kicked          hub: a moderator's kick (moderation.go)
+//	banned          4003  banned from R by M until T: …     banned          hub: a ban that covers the connection
 //	too big         1009  message over N bytes              too_big         connection: the read limit
 //	pong timeout    1001  no pong within D                  pong_timeout    connection: PongWait
 //	write timeout   none  (the socket cannot take one)      write_timeout   connection: WriteWait
@@ -34,6 +37,50 @@ var (
 	dcShutdown = wsconn.Disconnect{Code: 1001, Reason: "server shutting down", Label: "shutdown"}
 	dcBye      = wsconn.Disconnect{Code: 1000, Reason: "bye"}
 )
+
+// Close codes of the private range (RFC 6455 7.4.2) for moderation: a
+// client must not reconnect on its own after them, unlike after 1001.
+// 4003 mirrors HTTP 403, which a banned user's reconnect gets.
+const (
+	closeKicked = 4000
+	closeBanned = 4003
+)
+
+// dcKicked is the reason of a connection kicked from room (everywhere when
+// room is "") by who, for reason (may be empty).
+func dcKicked(room, by, reason string) wsconn.Disconnect {
+	text := "kicked by " + by
+	if room != "" {
+		text = "kicked from " + room + " by " + by
+	}
+	if reason != "" {
+		text += ": " + reason
+	}
+	return wsconn.Disconnect{Code: closeKicked, Reason: closeText(text), Label: "kicked"}
+}
+
+// dcBanned is the reason of a connection closed by the ban r.
+func dcBanned(r modRecord) wsconn.Disconnect {
+	where := "from " + r.Room
+	if r.Server {
+		where = "from the server"
+	}
+	text := fmt.Sprintf("banned %s by %s until %s", where, r.By, r.Until.UTC().Format("2006-01-02 15:04Z"))
+	if r.Reason != "" {
+		text += ": " + r.Reason
+	}
+	return wsconn.Disconnect{Code: closeBanned, Reason: closeText(text), Label: "banned"}
+}
+
+// closeText cuts s to the 123 bytes a close frame's reason may have,
+// between two characters, marking the cut.
+func closeText(s string) string {
+	const limit = 123
+	if len(s) <= limit {
+		return s
+	}
+	return strings.ToValidUTF8(s[:limit-len("…")], "") + "…"
+}
 
 // dcSlowConsumer is the slow-consumer reason for a queue of limit events.
 func dcSlowConsumer(limit int) wsconn.Disconnect {
@@ -75,4 +122,4 @@ const writerIdle = time.Second
 // dropLabels is every label of hubbub_clients_dropped_total, so that each
 // counter is exported (at zero) before its first drop.
 var dropLabels = []string{"slow_consumer", "rate_limited", "shutdown", "too_big", "pong_timeout",
-	"write_timeout", "protocol_error", "internal_error"}
+	"write_timeout", "protocol_error", "internal_error", "kicked", "banned"}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,6 +20,13 @@ import (
 type outbound struct {
 	json []byte // one JSON object, no trailing newline
 	text []byte // one line for text clients, no trailing newline
+	// seq is a numbered message's seq (new_message only), and seqText
+	// its text line with the seq ("[lobby #12] bob: hi") for text clients
+	// that moderate (Client.showSeq). seqText is built by the hub on the
+	// first delivery to such a client, so that a server without one pays
+	// nothing for it; only the hub touches either field.
+	seq     uint64
+	seqText []byte
 }
 
 // outEvent is the envelope of every JSON server event.
@@ -28,15 +37,21 @@ type outEvent struct {
 
 // messagePayload is the payload of new_message. Seq and Epoch place the
 // message in its room's history (see history.go).
+//
+// A deleted message (a tombstone) keeps only Seq, Epoch and Room, with
+// Deleted and By: never its text, its sender or its time.
 type messagePayload struct {
-	ID      uint64 `json:"id"`
+	ID      uint64 `json:"id,omitempty"`
 	Seq     uint64 `json:"seq"`
 	Epoch   string `json:"epoch"`
 	Room    string `json:"room"`
-	From    string `json:"from"`
-	Message string `json:"message"`
-	Time    string `json:"time"`
-	Bot     bool   `json:"bot,omitempty"` // posted through the HTTP API, not by a member
+	From    string `json:"from,omitempty"`
+	Message string `json:"message,omitempty"`
+	Time    string `json:"time,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	By      string `json:"by,omitempty"`     // who deleted it
+	Bot     bool   `json:"bot,omitempty"`    // posted through the HTTP API, not by a member
+	Action  bool   `json:"action,omitempty"` // an action (/me waves): read as "* from message"
 }
 
 // roomPayload is the payload of room_changed and members.
@@ -50,7 +65,10 @@ type roomPayload struct {
 	// resumes from even in a quiet room.
 	Epoch string  `json:"epoch,omitempty"`
 	Seq   *uint64 `json:"seq,omitempty"`
-	ID    string  `json:"id,omitempty"` // the id of the event this answers
+	// Role (room_changed only) is the recipient's role, admin or
+	// moderator, so that a page knows to offer moderation; absent: none.
+	Role string `json:"role,omitempty"`
+	ID   string `json:"id,omitempty"` // the id of the event this answers
 }
 
 // presencePayload is the payload of presence.
@@ -60,6 +78,12 @@ type presencePayload struct {
 	Name    string `json:"name"`
 	OldName string `json:"old_name,omitempty"`
 	ID      string `json:"id,omitempty"` // the renamer's copy: the id of its change_name
+	// Kicked marks a leave caused by a kick or, with Banned, a ban; By and
+	// Reason say who did it and why.
+	Kicked bool   `json:"kicked,omitempty"`
+	Banned bool   `json:"banned,omitempty"`
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // roomInfo is one entry of the rooms event.
@@ -87,11 +111,43 @@ func messageEvent(id uint64, room, from, msg string, t time.Time) *outbound {
 
 // encodeMessage builds new_message from p.
 func encodeMessage(p messagePayload) *outbound {
+	if p.Deleted {
+		return encodeTombstone(p.Room, p.Epoch, p.Seq, p.By)
+	}
 	from := p.From
 	if p.Bot {
 		from += " (bot)" // so no reader mistakes it for a member of that name
 	}
-	return newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
+	if p.Action {
+		return newOutbound("new_message", p, "["+p.Room+"] * "+from+" "+p.Message)
+	}
+	o := newOutbound("new_message", p, "["+p.Room+"] "+from+": "+p.Message)
+	o.seq = p.Seq
+	return o
+}
+
+// withSeq returns line, which starts with "[room]", with seq after the
+// room's name: "[lobby #12] bob: hi". Room names hold no ']'.
+func withSeq(line []byte, seq uint64) []byte {
+	end := bytes.IndexByte(line, ']')
+	if end < 0 {
+		return line
+	}
+	out := make([]byte, 0, len(line)+22)
+	out = append(out, line[:end]...)
+	out = append(out, " #"...)
+	out = strconv.AppendUint(out, seq, 10)
+	return append(out, line[end:]...)
+}
+
+// encodeTombstone builds the new_message that stands for message seq of
+// room, deleted by by: the seq and who deleted it, nothing of the message.
+// Text clients read "[room] message deleted".
+func encodeTombstone(room, epoch string, seq uint64, by string) *outbound {
+	o := newOutbound("new_message", messagePayload{Seq: seq, Epoch: epoch, Room: room, Deleted: true, By: by},
+		"["+room+"] message deleted")
+	o.seq = seq
+	return o
 }
 
 // stamp formats a message time the way the protocol sends it.
@@ -116,6 +172,7 @@ type presenceNote struct {
 	event   string
 	name    string
 	oldName string
+	mark    *kickMark // a leave caused by a kick or ban
 }
 
 // membersEvent builds room_changed (name set: the recipient's own name) or
@@ -126,11 +183,12 @@ func membersEvent(typ string, r *Room, name, id string) *outbound {
 	return newOutbound(typ, p, fmt.Sprintf("* members of %s (%d): %s", r.name, p.Count, list))
 }
 
-// roomChangedEvent builds room_changed for a client that is name in r,
-// whose log is at seq under epoch; id answers its change_room, if any.
-func roomChangedEvent(r *Room, name, epoch string, seq uint64, id string) *outbound {
+// roomChangedEvent builds room_changed for a client that is name in r
+// with role rl, whose log is at seq under epoch; id answers its
+// change_room, if any.
+func roomChangedEvent(r *Room, name string, rl role, epoch string, seq uint64, id string) *outbound {
 	p, list := membersOf(r)
-	p.Name, p.Epoch, p.Seq, p.ID = name, epoch, &seq, id
+	p.Name, p.Role, p.Epoch, p.Seq, p.ID = name, rl.String(), epoch, &seq, id
 	return newOutbound("room_changed", p, fmt.Sprintf("* you are %s in %s (%s: %s)", name, r.name, countOf(p.Count, "member"), list))
 }
 
@@ -172,8 +230,34 @@ func presenceEvent(n presenceNote) *outbound {
 	default:
 		text = "* " + n.oldName + " is now known as " + n.name
 	}
-	return newOutbound("presence",
-		presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}, text)
+	p := presencePayload{Room: n.room.name, Event: n.event, Name: n.name, OldName: n.oldName}
+	if m := n.mark; m != nil && n.event == "leave" {
+		p.Kicked, p.Banned, p.By, p.Reason = true, m.banned, m.by, m.reason
+		how := "kicked from "
+		if m.banned {
+			how = "banned from "
+		}
+		text = "* " + n.name + " was " + how + n.room.name + " by " + m.by
+		if m.reason != "" {
+			text += ": " + m.reason
+		}
+	}
+	return newOutbound("presence", p, text)
+}
+
+// deletedPayload is the payload of message_deleted.
+type deletedPayload struct {
+	Room  string `json:"room"`
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+	By    string `json:"by"`
+}
+
+// deletedEvent builds message_deleted: message seq of room (in epoch) was
+// deleted by by.
+func deletedEvent(room, epoch string, seq uint64, by string) *outbound {
+	return newOutbound("message_deleted", deletedPayload{Room: room, Epoch: epoch, Seq: seq, By: by},
+		fmt.Sprintf("* message %d in %s was deleted by %s", seq, room, by))
 }
 
 // presenceReply is presenceEvent for the client the note is about,
@@ -189,8 +273,15 @@ func presenceReply(n presenceNote, id string) *outbound {
 
 // helpLines is the text-mode answer to /help.
 var helpLines = []string{
-	"* commands: /join ROOM, /nick NAME, /who, /rooms, /status, /help, /quit",
+	"* commands: /join ROOM, /nick NAME, /me ACTION, /msg USER TEXT, /who, /rooms, /status, /help, /quit",
 	"* anything else you type is sent to your current room",
+}
+
+// modHelpLines is the rest of /help for moderators and admins.
+var modHelpLines = []string{
+	"* moderation in this room: /kick NAME [reason], /ban NAME DURATION [reason], /unban NAME,",
+	"*   /mute NAME DURATION [reason], /unmute NAME, /delete SEQ, /slow INTERVAL, /slow off (durations: 30s, 10m, 1h30m)",
+	"* admins, server-wide: /kick-all, /ban-all, /unban-all, /mute-all, /unmute-all",
 }
 
 // roomsEvent lists rooms (sorted, with member counts) for the rooms event,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"container/list"
 	"crypto/rand"
 	"errors"
@@ -150,6 +151,18 @@ type historyBook struct {
 	// sent remembers recent message ids for dedupe on a node without a
 	// sequenced broker (ack.go).
 	sent *sentLog
+	// tombs is, per room, the deleted messages and who deleted them. A
+	// message whose (epoch, seq) is here is kept, replayed and broadcast
+	// as a tombstone, whenever it arrives: in a cluster the stream still
+	// holds its text and replays it. moderation.go keeps it in step with
+	// the tombstone records.
+	tombs map[string]map[tombID]string
+}
+
+// tombID names one deleted message of a room.
+type tombID struct {
+	epoch string
+	seq   uint64
 }
 
 // heldMsg is a numbered message waiting for the store.
@@ -184,26 +197,27 @@ func newHistoryBook(cfg Config, store *boltStore, log *slog.Logger) *historyBook
 		idle:    list.New(),
 		held:    make(map[string][]heldMsg),
 		sent:    newSentLog(cfg.DedupeWindow),
+		tombs:   make(map[string]map[tombID]string),
 	}
 }
 
 // record numbers a new message in room, keeps it and returns its
 // new_message event. Must only be called from run.
 func (b *historyBook) record(room string, id uint64, from, msg string, t time.Time, bot bool) *outbound {
-	rec, _ := b.recordAt(room, "", 0, id, from, msg, t, bot, msgKey{})
+	rec, _ := b.recordAt(room, "", id, Envelope{From: from, Message: msg, Time: t, Bot: bot}, msgKey{})
 	return rec.o
 }
 
-// recordAt is record for a message the broker may have placed already:
-// seq and epoch come from the cluster (0 and "": number it here); key is
+// recordAt is record for a message m the broker may have placed already:
+// m.Seq and epoch come from the cluster (0 and "": number it here); key is
 // its dedupe key, if its sender gave an id. The result's event is nil for
 // a message the log has already seen. With a store the message is held
 // until it is on disk: it is kept, and may be broadcast and acked, only
 // once stored returns it. err is set when the store could not even queue
 // it: the message is lost. Must only be called from run.
-func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg string, t time.Time, bot bool,
-	key msgKey) (recorded, error) {
+func (b *historyBook) recordAt(room, epoch string, id uint64, m Envelope, key msgKey) (recorded, error) {
 	l := b.get(room)
+	seq := m.Seq
 	if epoch != "" {
 		b.adopt(room, epoch)
 	}
@@ -214,7 +228,12 @@ func (b *historyBook) recordAt(room, epoch string, seq, id uint64, from, msg str
 		return recorded{}, nil
 	}
 	rec := recorded{seq: seq, epoch: l.epoch}
-	rec.o = encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: from, Message: msg, Time: stamp(t), Bot: bot})
+	if by, ok := b.tombs[room][tombID{l.epoch, seq}]; ok {
+		rec.o = encodeTombstone(room, l.epoch, seq, by) // deleted before it got here
+	} else {
+		rec.o = encodeMessage(messagePayload{ID: id, Seq: seq, Epoch: l.epoch, Room: room, From: m.From, Message: m.Message,
+			Time: stamp(m.Time), Bot: m.Bot, Action: m.Action})
+	}
 	if b.store == nil {
 		l.add(seq, rec.o, b.size)
 		return rec, nil
@@ -246,11 +265,100 @@ func (b *historyBook) stored(room string, upto uint64, ok bool) []heldMsg {
 	}
 	if ok && n > 0 {
 		l := b.get(room)
-		for _, m := range done {
-			l.add(m.seq, m.o, b.size)
+		for i, m := range done {
+			if by, deleted := b.tombs[room][tombID{m.epoch, m.seq}]; deleted {
+				done[i].o = encodeTombstone(room, m.epoch, m.seq, by) // deleted while it was being written
+			}
+			l.add(m.seq, done[i].o, b.size)
 		}
 	}
 	return done
+}
+
+// tombstone records that message seq of room's epoch was deleted by by:
+// from now on it is a tombstone in the ring, on disk and whenever it is
+// replayed. It reports whether this is news. Must only be called from run.
+func (b *historyBook) tombstone(room, epoch string, seq uint64, by string) bool {
+	t := b.tombs[room]
+	if t == nil {
+		t = make(map[tombID]string)
+		b.tombs[room] = t
+	}
+	id := tombID{epoch, seq}
+	if _, ok := t[id]; ok {
+		return false
+	}
+	t[id] = by
+	o := encodeTombstone(room, epoch, seq, by)
+	if l := b.logs[room]; l != nil && l.epoch == epoch {
+		for i := range l.count() {
+			if e := l.at(i); e.seq == seq {
+				e.o, e.line = o, nil
+				break
+			}
+		}
+	}
+	if b.store != nil {
+		b.store.rewriteMessage(room, seq, messagePayloadJSON(o))
+	}
+	return true
+}
+
+// deleted reports whether message seq of room's epoch is a tombstone.
+func (b *historyBook) deleted(room, epoch string, seq uint64) bool {
+	if _, ok := b.tombs[room][tombID{epoch, seq}]; ok {
+		return true
+	}
+	// A tombstone read back from disk is in the ring only.
+	l := b.logs[room]
+	return l != nil && l.epoch == epoch && seq >= l.first() && seq <= l.last && l.count() > 0 &&
+		isTombstone(l.at(int(seq-l.first())).o)
+}
+
+// isTombstone reports whether o is a deleted message's new_message. No
+// message's text can pass for one: inside a JSON string every quote is
+// escaped, so the field's bytes appear only as the field.
+func isTombstone(o *outbound) bool { return bytes.Contains(o.json, []byte(`"deleted":true`)) }
+
+// forgetTombstone drops a tombstone nobody can be replayed any more.
+func (b *historyBook) forgetTombstone(room, epoch string, seq uint64) {
+	if t := b.tombs[room]; t != nil {
+		delete(t, tombID{epoch, seq})
+		if len(t) == 0 {
+			delete(b.tombs, room)
+		}
+	}
+}
+
+// moot reports whether message seq of room's epoch can no longer be
+// replayed from this node: the room's log has moved to another epoch, or
+// past the seq by more than it keeps. A room whose log this node does not
+// hold may still be replayed later, so its tombstones are not moot.
+func (b *historyBook) moot(room, epoch string, seq uint64) bool {
+	l := b.logs[room]
+	if l == nil {
+		return false
+	}
+	return l.epoch != epoch || seq+uint64(b.size) <= l.last
+}
+
+// known returns room's log if this node has it, in memory or (with a
+// store) on disk, without making one; nil if not. A log read from disk
+// here belongs to an empty room, so it waits on the idle list like one.
+// Must only be called from run.
+func (b *historyBook) known(room string) *roomLog {
+	if l := b.logs[room]; l != nil {
+		return l
+	}
+	if b.store == nil || !b.store.hasRoom(room) {
+		return nil
+	}
+	l := b.load(room)
+	b.logs[room] = l
+	l.idleAt = b.now()
+	l.idleEl = b.idle.PushBack(l)
+	b.prune()
+	return b.logs[room]
 }
 
 // sentIn returns the dedupe memory for messages to room.
@@ -438,7 +546,11 @@ func (h *Hub) recoverMissed(c *Client, l *roomLog, rp resumePoint) {
 func (h *Hub) sendHistory(c *Client, l *roomLog, from int) {
 	if c.format == formatText {
 		for i := from; i < l.count(); i++ {
-			h.deliver(c, textOnly(string(historyLine(l, l.at(i)))))
+			line := historyLine(l, l.at(i))
+			if c.showSeq { // "[room #seq] (history) …", built for the few who moderate
+				line = withSeq(line, l.at(i).seq)
+			}
+			h.deliver(c, textOnly(string(line)))
 		}
 		return
 	}

@@ -577,7 +577,7 @@ func BenchmarkBroadcastHistory(b *testing.B) {
 			for _, m := range members {
 				m.conn.(*memSink).take() // greetings and presence
 			}
-			req := queued{r: clientRequest{c: members[0], cmd: sayCmd{"a message of ordinary length, about sixty bytes long"}}}
+			req := queued{r: clientRequest{c: members[0], cmd: sayCmd{msg: "a message of ordinary length, about sixty bytes long"}}}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {

@@ -57,6 +57,12 @@ type Hub struct {
 	broker    Broker         // carries messages and presence (cluster.go); safe from any goroutine
 	ownBroker bool           // broker is the private memory broker attachBroker made
 	cl        clusterState   // room subscriptions and remote members (cluster.go)
+	mod       *modState      // bans, mutes, slow mode and tombstone records (moderation.go)
+	// named indexes the clients by the folded name moderation knows them
+	// by (Client.modName: the login, else the nickname), for kicks, bans
+	// and direct messages. A login's second connection in a room shows as
+	// carol-2 there but is indexed under carol.
+	named map[string]map[*Client]struct{}
 
 	register chan *Client // from serveWs, after the upgrade
 	// inbound carries every request: clients' commands, each connection's
@@ -73,8 +79,11 @@ type Hub struct {
 	// that guests cannot rename to it. Set before run starts; safe to call
 	// from run. Nil means no names are reserved.
 	registered func(name string) bool
-	stats      hubStats
-	m          *metrics // this hub's Prometheus instruments (metrics.go)
+	// userRole is the role the users file gives an account (moderation.go);
+	// like registered, set before run starts. Nil: nobody has a role.
+	userRole func(account string) role
+	stats    hubStats
+	m        *metrics // this hub's Prometheus instruments (metrics.go)
 }
 
 // hubStats are counters read by tests. Atomic so they can
@@ -98,6 +107,7 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 		closing:  make(map[*Client]struct{}),
 		rooms:    make(map[string]*Room),
 		history:  newHistoryBook(cfg, d.store, log),
+		named:    make(map[string]map[*Client]struct{}),
 		register: make(chan *Client),
 		inbound:  make(chan queued, 1024),
 		quit:     make(chan struct{}),
@@ -105,9 +115,15 @@ func newHub(cfg Config, log *slog.Logger, d deps) *Hub {
 		done:     make(chan struct{}),
 		m:        newMetrics(),
 	}
+	h.mod = newModState(h.m.modEntries)
 	h.attachBroker(d.broker)
 	if d.store != nil {
 		d.store.SetOnCommit(h.fromStore)
+		recs, err := d.store.loadModeration()
+		if err != nil {
+			log.Error("moderation not restored: bans, mutes and slow modes are lost", "err", err)
+		}
+		h.restoreModeration(recs)
 	}
 	return h
 }
@@ -134,12 +150,16 @@ func (h *Hub) run() {
 	quit, kill := h.quit, h.kill
 	ping := time.NewTicker(max(h.cfg.PingPeriod/pingSlots, time.Millisecond)) // one for all clients: see pingSome
 	defer ping.Stop()
+	sweep := time.NewTicker(h.cfg.ModerationSweep)
+	defer sweep.Stop()
 	slot := 0
 	for {
 		select {
 		case <-ping.C:
 			h.pingSome(slot)
 			slot = (slot + 1) % pingSlots
+		case now := <-sweep.C:
+			h.sweepModeration(now)
 		case c := <-h.register:
 			h.m.connectsTotal.Inc()
 			h.add(c)
@@ -304,15 +324,48 @@ func (h *Hub) add(c *Client) {
 	}
 	h.pingTurn++
 	c.pingSlot = uint8(h.pingTurn % pingSlots)
-	c.name = c.wantName
-	if c.name == "" {
-		c.name = guestName()
+	name := c.wantName
+	if name == "" {
+		name = guestName()
 	}
+	h.setName(c, name)
 	c.sender = c.name
 	if c.account != "" {
 		c.sender = c.account
 	}
+	if r := h.mod.restriction(recBan, c.wantRoom, c.modName(), time.Now()); r != nil {
+		// Banned since the handshake looked (serveWs): it is refused now.
+		h.deliver(c, errorEvent(banError(r)))
+		h.disconnect(c, dcBanned(*r))
+		return
+	}
 	h.join(c, c.wantRoom, true, "")
+}
+
+// setName gives c the name name, keeping the name index. Must only be
+// called from run.
+func (h *Hub) setName(c *Client, name string) {
+	h.unindex(c)
+	c.name = name
+	key := fold(c.modName())
+	set := h.named[key]
+	if set == nil {
+		set = make(map[*Client]struct{})
+		h.named[key] = set
+	}
+	set[c] = struct{}{}
+}
+
+// unindex takes c out of the name index. Must only be called from run,
+// before c's name changes.
+func (h *Hub) unindex(c *Client) {
+	key := fold(c.modName())
+	if set := h.named[key]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.named, key)
+		}
+	}
 }
 
 // disconnect lets go of c for reason d: c leaves its room and the client
@@ -330,6 +383,7 @@ func (h *Hub) disconnect(c *Client, d wsconn.Disconnect) {
 		h.leave(c)
 	}
 	delete(h.clients, c)
+	h.unindex(c)
 	h.closing[c] = struct{}{}
 	if d.Label != "" {
 		depth := c.conn.Len()
@@ -353,6 +407,12 @@ func (h *Hub) deliver(c *Client, o *outbound) {
 	msg := o.json
 	if c.format == formatText {
 		msg = o.text
+		if c.showSeq && o.seq > 0 {
+			if o.seqText == nil {
+				o.seqText = withSeq(o.text, o.seq)
+			}
+			msg = o.seqText
+		}
 	}
 	if msg == nil {
 		return // an event for the other format only (text help lines)
@@ -410,9 +470,10 @@ func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 		h.rooms[name] = target
 		h.linkRoom(target)
 	}
-	c.name = newName
+	h.setName(c, newName)
 	target.add(c)
 	c.room = target
+	h.mod.clearMark(name, c.modName())
 	h.sharePresence(target)
 	h.enterRoom(c, target, entry{connecting: connecting, id: id}) // room_changed and history, now or once the room is synced
 	if len(target.members) <= h.cfg.PresenceLimit {
@@ -436,7 +497,8 @@ func (h *Hub) leave(c *Client) {
 		return
 	}
 	if len(r.members) < h.cfg.PresenceLimit {
-		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name})
+		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name,
+			mark: h.mod.takeMark(r.name, c.modName(), time.Now())})
 	}
 }
 
@@ -468,10 +530,11 @@ func (h *Hub) rename(c *Client, name, id string) {
 		return
 	}
 	old := c.name
-	c.name = name
+	h.setName(c, name)
 	if c.account == "" {
 		c.sender = name // it asked for this name
 	}
+	h.mod.renamed(r.name, old, name) // slow mode keeps counting the guest's last message
 	r.rename(c, old)
 	h.sharePresence(r)
 	note := presenceNote{room: r, event: "rename", name: name, oldName: old}
@@ -490,6 +553,17 @@ func (h *Hub) renameRefused(c *Client, name string) *protoError {
 		return &protoError{Code: errNameLocked, Message: "you are logged in as " + c.account + "; your name comes from your login"}
 	case h.registered != nil && h.registered(name):
 		return &protoError{Code: errNameReserved, Message: name + " is a registered name; log in to use it"}
+	}
+	now := time.Now()
+	if r := h.mod.restriction(recBan, c.room.name, name, now); r != nil {
+		e := banError(r)
+		e.Message = "the name " + name + " is banned here: " + e.Message
+		return e
+	}
+	if r := h.mod.restriction(recMute, c.room.name, c.name, now); r != nil {
+		e := muteError(r) // a new name would shake off the mute
+		e.Message += "; your name stays until then"
+		return e
 	}
 	return nil
 }

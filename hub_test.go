@@ -454,3 +454,38 @@ func newHTTPTest(t *testing.T, s *Server) *httptest.Server {
 	})
 	return ts
 }
+
+// TestActionMessages: /me and "action":true send an action message, which
+// is numbered and kept like any message, reaches JSON clients marked
+// action and reads "* name waves" in the text format, live and replayed.
+func TestActionMessages(t *testing.T) {
+	s := newTestServer(t, deployed(Config{}))
+	j, _ := s.joined(t, "room", "lobby", "name", "jay")
+	x := s.dial(t, "format", "text", "name", "tex", "room", "lobby")
+	x.lineWith("you are tex")
+	j.skipUntil("presence")
+
+	x.sendRaw("/me waves")
+	if l := x.lineWith("[lobby]"); l != "[lobby] * tex waves" {
+		t.Errorf("text sender saw %q; want [lobby] * tex waves", l)
+	}
+	if m := j.expect("new_message").msg(t); !m.Action || m.Message != "waves" || m.From != "tex" {
+		t.Errorf("JSON client got %+v; want tex's action waves", m)
+	}
+	j.sendJSON("send_message", map[string]any{"message": "nods", "action": true})
+	if l := x.lineWith("[lobby]"); l != "[lobby] * jay nods" {
+		t.Errorf("text client saw %q; want [lobby] * jay nods", l)
+	}
+	j.say("plain")
+	if m := j.skipUntil("new_message").msg(t); !m.Action || m.Message != "nods" {
+		t.Errorf("jay's own action came back as %+v", m)
+	}
+	if m := j.skipUntil("new_message").msg(t); m.Action {
+		t.Errorf("a plain message came back marked action: %+v", m)
+	}
+	// Replayed, the action keeps its form.
+	y := s.dial(t, "format", "text", "name", "late", "room", "lobby")
+	if l := y.lineWith("(history) * "); l != "[lobby] (history) * tex waves" {
+		t.Errorf("replay %q; want [lobby] (history) * tex waves", l)
+	}
+}

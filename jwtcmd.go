@@ -10,7 +10,7 @@ import (
 )
 
 // mintJWT is the jwt subcommand: it prints one HS256 token for -auth jwt,
-// with sub, iat and exp, signed with the secret the server would read —
+// with sub, iat, exp and, if -role is given, role, signed with the secret the server would read —
 // -jwt-secret, else HUBBUB_JWT_SECRET, else jwt-secret in the -config
 // file — so a developer can connect to a jwt-mode server without a token
 // issuer of their own. It prints only the token, so that
@@ -21,6 +21,7 @@ func mintJWT(args []string, c cmdIO) error {
 			"else HUBBUB_JWT_SECRET, else jwt-secret in the -config file (or HUBBUB_CONFIG)")
 	sub := fs.String("sub", "", "the user name the token carries (required)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	roleName := fs.String("role", "", "the role claim: admin or moderator (default none)")
 	fs.String("jwt-secret", "", "HS256 key, as the server's -jwt-secret (prefer HUBBUB_JWT_SECRET)")
 	fs.String("config", "", "read jwt-secret from this configuration file, as the server does (or HUBBUB_CONFIG)")
 	if err := fs.Parse(args); err != nil {
@@ -48,15 +49,24 @@ func mintJWT(args []string, c cmdIO) error {
 		return fmt.Errorf("-sub %q: %s", truncate(*sub, 40), nameRule)
 	case *ttl <= 0:
 		return fmt.Errorf("-ttl %v: want a positive duration such as 1h", *ttl)
+	case *roleName != "":
+		if _, err := parseRole(*roleName); err != nil {
+			return fmt.Errorf("-role: %w", err)
+		}
+	}
+	switch {
 	case len(cfg.JWTSecret) < minJWTSecret:
 		return fmt.Errorf("no usable secret: set HUBBUB_JWT_SECRET (or -jwt-secret, or jwt-secret in the -config file) "+
 			"to the server's secret of at least %d bytes; got %d", minJWTSecret, len(cfg.JWTSecret))
 	}
 	now := c.now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject:   *sub,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(*ttl)),
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwtClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   *sub,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(*ttl)),
+		},
+		Role: *roleName,
 	}).SignedString([]byte(cfg.JWTSecret))
 	if err != nil {
 		return fmt.Errorf("sign token: %w", err)

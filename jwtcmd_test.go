@@ -50,6 +50,23 @@ func TestJWTCommandConnects(t *testing.T) {
 	}
 }
 
+// TestJWTCommandRole: -role puts a role claim in the token, which the
+// server reports in room_changed.
+func TestJWTCommandRole(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	s := newTestServer(t, Config{Auth: authJWT, JWTSecret: secret})
+	stdout, stderr, code := runCmd(t, map[string]string{"HUBBUB_JWT_SECRET": secret}, "jwt", "-sub", "mo", "-role", "moderator")
+	if code != 0 {
+		t.Fatalf("hubbub jwt -role exited %d: %s", code, stderr)
+	}
+	p := s.dial(t, "ticket", strings.TrimSpace(stdout))
+	var rp roomPayload
+	p.skipUntil("room_changed").decode(t, &rp)
+	if rp.Name != "mo" || rp.Role != "moderator" {
+		t.Errorf("room_changed says %s with role %q; want mo, moderator", rp.Name, rp.Role)
+	}
+}
+
 func TestJWTCommandErrors(t *testing.T) {
 	secret := map[string]string{"HUBBUB_JWT_SECRET": strings.Repeat("s", 32)}
 	tests := []struct {
@@ -64,6 +81,7 @@ func TestJWTCommandErrors(t *testing.T) {
 		{"no secret", nil, []string{"-sub", "alice"}, "no usable secret: set HUBBUB_JWT_SECRET"},
 		{"short secret", map[string]string{"HUBBUB_JWT_SECRET": "short"}, []string{"-sub", "alice"}, "at least 32 bytes; got 5"},
 		{"stray argument", secret, []string{"-sub", "alice", "bob"}, `unexpected argument "bob"`},
+		{"bad role", secret, []string{"-sub", "alice", "-role", "owner"}, `-role: role "owner": want admin or moderator`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

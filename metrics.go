@@ -29,6 +29,8 @@ type metrics struct {
 	frames         [2]prometheus.Counter // by recipient format
 	perWrite       [2]prometheus.Observer
 	dropped        map[string]prometheus.Counter // by label (disconnect.go); read-only after newMetrics
+	moderation     map[string]prometheus.Counter // by action (moderation.go); read-only after newMetrics
+	modEntries     map[string]prometheus.Gauge   // by record kind, set by modState; read-only after newMetrics
 	queueAtDrop    prometheus.Observer
 	requestSeconds prometheus.Observer
 }
@@ -87,6 +89,20 @@ func newMetrics() *metrics {
 		"Clients the server disconnected, by reason. Clients that leave on their own are not counted.", "reason")
 	for _, l := range dropLabels {
 		m.dropped[l] = dropped.WithLabelValues(l)
+	}
+	actions := f.counterVec("hubbub_moderation_actions_total",
+		"Moderation actions carried out on this node's request, by action.", "action")
+	m.moderation = make(map[string]prometheus.Counter, len(actionNames))
+	for _, a := range actionNames[1:] {
+		m.moderation[a] = actions.WithLabelValues(a)
+	}
+	entries := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hubbub_moderation_entries",
+		Help: "Moderation entries this node holds, by kind: bans and mutes in force, rooms in slow mode, deleted messages still replayable."},
+		[]string{"kind"})
+	reg.MustRegister(entries)
+	m.modEntries = make(map[string]prometheus.Gauge)
+	for _, k := range []string{recBan, recMute, recSlow, recTomb} {
+		m.modEntries[k] = entries.WithLabelValues(k)
 	}
 	return m
 }

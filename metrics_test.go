@@ -352,7 +352,8 @@ func (l sendBufferListener) Accept() (net.Conn, error) {
 func TestDropLabelsCoverEveryReason(t *testing.T) {
 	cc := connConfig(Config{}.withDefaults(), formatJSON, newMetrics())
 	reasons := []wsconn.Disconnect{dcFlooding, dcShutdown, dcSlowConsumer(1),
-		cc.TooBig, cc.PongTimeout, cc.WriteTimeout, cc.Protocol, cc.Internal}
+		cc.TooBig, cc.PongTimeout, cc.WriteTimeout, cc.Protocol, cc.Internal,
+		dcKicked("lobby", "mo", "spam"), dcBanned(modRecord{Room: "lobby", By: "mo", Until: time.Now()})}
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ const (
 	opQuit
 	opFail
 	opStatus
+	opAct // an action message, /me
 )
 
 // flatCmd is a command as a row of the tables here: kind, argument, error.
@@ -34,6 +35,9 @@ type flatCmd struct {
 func flat(cmd command) flatCmd {
 	switch c := cmd.(type) {
 	case sayCmd:
+		if c.action {
+			return flatCmd{op: opAct, arg: c.msg}
+		}
 		return flatCmd{op: opSay, arg: c.msg}
 	case joinCmd:
 		return flatCmd{op: opJoin, arg: c.room}
@@ -64,6 +68,9 @@ func TestDecodeJSON(t *testing.T) {
 	}{
 		{`{"type":"send_message","payload":{"message":"hi"}}`, opSay, "hi", ""},
 		{`{"type":"send_message","payload":{"message":"  padded  "}}`, opSay, "padded", ""},
+		{`{"type":"send_message","payload":{"message":"waves","action":true}}`, opAct, "waves", ""},
+		{`{"type":"send_message","payload":{"message":"waves","action":"yes"}}`, opFail, "", errBadPayload},
+		{`{"type":"send_message","payload":{"message":" ","action":true}}`, opFail, "", errEmptyMessage},
 		{`{"type":"change_room","payload":{"name":"lobby"}}`, opJoin, "lobby", ""},
 		{`{"type":"change_name","payload":{"name":"zed"}}`, opNick, "zed", ""},
 		{`{"type":"list_rooms"}`, opRooms, "", ""},
@@ -147,6 +154,9 @@ func TestParseLine(t *testing.T) {
 		{strings.Repeat("x", maxMessageRunes), opSay, strings.Repeat("x", maxMessageRunes)},
 		{strings.Repeat("x", maxMessageRunes+1), opFail, ""},
 		{"/status", opStatus, ""},
+		{"/me waves", opAct, "waves"},
+		{"/ME  waves hello ", opAct, "waves hello"},
+		{"/me", opFail, ""},
 	}
 	for _, tt := range tests {
 		r := flat(parseLine(tt.in))

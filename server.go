@@ -135,6 +135,7 @@ func newServer(cfg Config, log *slog.Logger, d deps) *Server {
 		s.connCfg[f] = connConfig(cfg, f, s.hub.m)
 	}
 	s.hub.registered = s.auth.registered
+	s.hub.userRole = s.auth.roleOf
 	if s.hub.broker.Sequenced() { // a cluster: not ready while its NATS link is down
 		s.addReadyCheck("cluster", s.hub.broker.Ready)
 	}
@@ -207,12 +208,19 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	account, release, ok := s.admit(w, r, name)
+	id, release, ok := s.admit(w, r, name)
 	if !ok {
 		return
 	}
-	if account != "" {
-		name = account
+	if id.account != "" {
+		name = id.account
+	}
+	if name != "" {
+		if e := s.hub.bannedAt(r.Context(), name, room); e != nil {
+			release()
+			http.Error(w, e.Message, http.StatusForbidden)
+			return
+		}
 	}
 
 	conn, err := wsconn.Accept(w, r, &s.upgrader, s.connCfg[f])
@@ -223,16 +231,18 @@ func (s *Server) serveWs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &Client{
-		hub:      s.hub,
-		conn:     conn,
-		format:   f,
-		addr:     r.RemoteAddr,
-		wantRoom: room,
-		wantName: name,
-		resume:   resume,
-		account:  account,
-		flood:    newFlood(s.cfg),
-		release:  release,
+		hub:       s.hub,
+		conn:      conn,
+		format:    f,
+		addr:      r.RemoteAddr,
+		wantRoom:  room,
+		wantName:  name,
+		resume:    resume,
+		account:   id.account,
+		tokenRole: id.tokenRole,
+		fixedRole: id.fixed,
+		flood:     newFlood(s.cfg),
+		release:   release,
 	}
 	s.mem.noteAccepted()
 	if !s.hub.registerClient(c) {

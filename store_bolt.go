@@ -21,7 +21,10 @@ import (
 // and a bucket "keys" mapping the seq of a message sent with an id to its
 // dedupe key (ack.go); only the newest Config.History messages are kept.
 // Bucket "meta" holds "clean" while no process has the file open for
-// writing.
+// writing. Bucket "moderation" holds the bans, mutes and slow modes in
+// force (moderation.go), key to record; a deleted message is kept as its
+// tombstone in place of the message (its old page becomes free space,
+// which bbolt reuses but does not scrub).
 //
 // The hub never waits for the disk. It queues writes (appendMessage,
 // resetRoom) and a writer goroutine commits whatever has queued in one
@@ -43,19 +46,33 @@ var (
 	bucketMeta  = []byte("meta")
 	bucketMsgs  = []byte("msgs")
 	bucketKeys  = []byte("keys")
+	bucketMod   = []byte("moderation")
 	keyEpoch    = []byte("epoch")
 	keyClean    = []byte("clean")
 )
 
-// storeOp is one queued write: a message, or (seq 0) a room's history
-// starting afresh under a new epoch.
+// storeOp is one queued write: a message, a room's history starting
+// afresh under a new epoch, a message replaced by its tombstone, or a
+// moderation record put or deleted.
 type storeOp struct {
+	kind    opKind
 	room    string
 	epoch   string // reset only
 	seq     uint64
-	payload []byte // new_message payload JSON, shared with the broadcast
-	key     string // dedupe key (msgKey.msgID); "" if the sender gave no id
+	payload []byte // new_message payload JSON, shared with the broadcast; a record's value
+	key     string // dedupe key (msgKey.msgID), "" if the sender gave none; a record's key
 }
+
+// opKind says what a storeOp writes.
+type opKind uint8
+
+const (
+	opMessage opKind = iota
+	opReset
+	opRewrite // replace message seq, if still kept, with payload
+	opModPut
+	opModDelete
+)
 
 // storedMsg is a message read back from the store.
 type storedMsg struct {
@@ -173,13 +190,84 @@ func (s *boltStore) SetOnCommit(f func(upto map[string]uint64, ok bool)) {
 // It reports false if the queue is full and the message was dropped.
 // Called by Hub.run; never blocks.
 func (s *boltStore) appendMessage(room string, seq uint64, payload []byte, key string) bool {
-	return s.enqueue(storeOp{room: room, seq: seq, payload: payload, key: key})
+	return s.enqueue(storeOp{kind: opMessage, room: room, seq: seq, payload: payload, key: key})
 }
 
 // resetRoom queues the start of a new history for room under epoch,
 // discarding any messages it had. Called by Hub.run; never blocks.
 func (s *boltStore) resetRoom(room, epoch string) {
-	s.enqueue(storeOp{room: room, epoch: epoch})
+	s.enqueue(storeOp{kind: opReset, room: room, epoch: epoch})
+}
+
+// rewriteMessage queues replacing message seq of room, if the file still
+// keeps it, with payload: a deleted message's tombstone. Called by
+// Hub.run; never blocks.
+func (s *boltStore) rewriteMessage(room string, seq uint64, payload []byte) {
+	s.enqueue(storeOp{kind: opRewrite, room: room, seq: seq, payload: payload})
+}
+
+// putModeration queues keeping the moderation record key. Called by
+// Hub.run; never blocks.
+func (s *boltStore) putModeration(key string, value []byte) {
+	s.enqueue(storeOp{kind: opModPut, key: key, payload: value})
+}
+
+// deleteModeration queues forgetting the moderation record key. Called by
+// Hub.run; never blocks.
+func (s *boltStore) deleteModeration(key string) {
+	s.enqueue(storeOp{kind: opModDelete, key: key})
+}
+
+// loadModeration reads every moderation record, committed or queued.
+// Called by newHub before the hub runs.
+func (s *boltStore) loadModeration() (map[string][]byte, error) {
+	recs := make(map[string][]byte)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMod)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			recs[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load moderation: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, list := range [][]storeOp{s.inflight, s.pending} {
+		for _, op := range list {
+			switch op.kind {
+			case opModPut:
+				recs[op.key] = op.payload
+			case opModDelete:
+				delete(recs, op.key)
+			}
+		}
+	}
+	return recs, nil
+}
+
+// hasRoom reports whether the file knows room. Called by Hub.run.
+func (s *boltStore) hasRoom(room string) bool {
+	s.mu.Lock()
+	for _, list := range [][]storeOp{s.inflight, s.pending} {
+		for _, op := range list {
+			if op.room == room && (op.kind == opReset || op.kind == opMessage) {
+				s.mu.Unlock()
+				return true
+			}
+		}
+	}
+	s.mu.Unlock()
+	found := false
+	s.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketRooms).Bucket([]byte(room)) != nil
+		return nil
+	})
+	return found
 }
 
 // enqueue adds op to the pending writes and wakes the writer. It reports
@@ -237,6 +325,12 @@ func (s *boltStore) flush() {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		rooms := tx.Bucket(bucketRooms)
 		for _, op := range batch {
+			if op.kind == opModPut || op.kind == opModDelete {
+				if err := applyModeration(tx, op); err != nil {
+					return fmt.Errorf("moderation %q: %w", op.key, err)
+				}
+				continue
+			}
 			if err := s.apply(rooms, op); err != nil {
 				return fmt.Errorf("room %q seq %d: %w", op.room, op.seq, err)
 			}
@@ -245,7 +339,7 @@ func (s *boltStore) flush() {
 	})
 	upto := make(map[string]uint64)
 	for _, op := range batch {
-		if op.seq > upto[op.room] {
+		if op.kind == opMessage && op.seq > upto[op.room] {
 			upto[op.room] = op.seq
 		}
 	}
@@ -265,13 +359,36 @@ func (s *boltStore) flush() {
 	}
 }
 
-// apply performs one write inside a transaction.
+// applyModeration performs one moderation write inside a transaction.
+func applyModeration(tx *bolt.Tx, op storeOp) error {
+	b, err := tx.CreateBucketIfNotExists(bucketMod)
+	if err != nil {
+		return err
+	}
+	if op.kind == opModDelete {
+		return b.Delete([]byte(op.key))
+	}
+	return b.Put([]byte(op.key), op.payload)
+}
+
+// apply performs one write of a room inside a transaction.
 func (s *boltStore) apply(rooms *bolt.Bucket, op storeOp) error {
+	if op.kind == opRewrite {
+		// Only a message still kept: a tombstone never brings one back.
+		rb := rooms.Bucket([]byte(op.room))
+		if rb == nil {
+			return nil
+		}
+		if msgs := rb.Bucket(bucketMsgs); msgs != nil && msgs.Get(seqKey(op.seq)) != nil {
+			return msgs.Put(seqKey(op.seq), op.payload)
+		}
+		return nil
+	}
 	rb, err := rooms.CreateBucketIfNotExists([]byte(op.room))
 	if err != nil {
 		return err
 	}
-	if op.seq == 0 {
+	if op.kind == opReset {
 		for _, name := range [][]byte{bucketMsgs, bucketKeys} {
 			if rb.Bucket(name) != nil {
 				if err := rb.DeleteBucket(name); err != nil {
@@ -331,7 +448,7 @@ func (s *boltStore) load(room string, max int) (epoch string, msgs []storedMsg, 
 	var queued []storeOp
 	for _, list := range [][]storeOp{s.inflight, s.pending} {
 		for _, op := range list {
-			if op.room == room {
+			if op.room == room && op.kind != opModPut && op.kind != opModDelete {
 				queued = append(queued, op)
 			}
 		}
@@ -369,8 +486,19 @@ func (s *boltStore) load(room string, max int) (epoch string, msgs []storedMsg, 
 		msgs[i], msgs[j] = msgs[j], msgs[i]
 	}
 	for _, op := range queued {
-		if op.seq == 0 {
+		if op.kind == opReset {
 			epoch, msgs = op.epoch, msgs[:0]
+			continue
+		}
+		if op.kind == opRewrite {
+			for i := range msgs {
+				if msgs[i].seq == op.seq {
+					m := storedMsg{seq: op.seq, key: msgs[i].key}
+					if err := json.Unmarshal(op.payload, &m.messagePayload); err == nil {
+						msgs[i] = m
+					}
+				}
+			}
 			continue
 		}
 		if n := len(msgs); n > 0 && op.seq <= msgs[n-1].seq {

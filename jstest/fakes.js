@@ -128,10 +128,11 @@ export function harness(opts = {}) {
   const storage = opts.storage === undefined ? new MemoryStorage() : opts.storage;
   const client = new Client({
     url: "ws://hub.test/ws", WebSocket: WS, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout,
-    now: clock.now, random: () => 0.5, storage, ...opts.client,
+    now: clock.now, random: () => 0.5, storage, fetch: null, ...opts.client,
   });
   const events = [];
-  for (const type of ["status", "joined", "message", "recovery", "presence", "rooms", "members", "error", "closed", "outbox"]) {
+  for (const type of ["status", "joined", "message", "recovery", "presence", "rooms", "members", "error", "closed", "outbox",
+    "deleted", "moderation", "direct"]) {
     client.on(type, (detail) => events.push({ type, ...detail }));
   }
   const h = {

@@ -4,9 +4,11 @@
 // The connection lives in ./hubbub.js: the WebSocket and its reconnects,
 // the resume cursor, what has been shown and the outbox. This file only
 // renders that module's events and turns what the user does into calls on
-// it. Everything a user typed reaches the page through textContent, never
-// as HTML; the server's Content-Security-Policy forbids inline script
-// besides.
+// it. Moderation (the actions a moderator sees, the notices everyone sees)
+// and direct messages are rendered here too; what they mean on the wire
+// is the module's. Everything a user typed reaches the page through
+// textContent, never as HTML; the server's Content-Security-Policy
+// forbids inline script besides.
 import { Client, MAX_CHARS, MAX_FRAME, OUTBOX_MAX, frameBytes } from "./hubbub.js";
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,32}$/;
@@ -28,6 +30,12 @@ const ui = {
   username: $("username"), password: $("password"), loginRoom: $("login-room"),
   loginError: $("login-error"), showJoin: $("show-join"), tokenNote: $("token-note"),
   tokenError: $("token-error"),
+  modForm: $("mod-form"), modTitle: $("mod-title"), modDuration: $("mod-duration"),
+  modDurationLabel: $("mod-duration-label"), modReason: $("mod-reason"), modConfirm: $("mod-confirm"),
+  modCancel: $("mod-cancel"),
+  directPanel: $("direct-panel"), conversations: $("conversations"), directUnread: $("direct-unread"), directEmpty: $("direct-empty"),
+  chat: document.querySelector("main.chat"), dm: $("dm"), dmClose: $("dm-close"), dmTitle: $("dm-title"),
+  dmMessages: $("dm-messages"), dmForm: $("dm-form"), dmInput: $("dm-input"),
 };
 
 const timeFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
@@ -51,6 +59,9 @@ const state = {
   members: [],
   memberCount: 0,
   unread: 0,
+  modTarget: null, // {action, name}: the moderation form's, while it is open
+  dmPeer: "", // whose conversation is open, or ""
+  dmUnread: new Map(), // peer -> direct messages not seen yet
 };
 
 // client is the connection. It is exported so that tests driving the page
@@ -105,6 +116,11 @@ function setStatus(s, detail) {
 // showStatus renders the client's status, counting down to the next try.
 function showStatus(s) {
   clearInterval(state.countdown);
+  const ended = client.ended;
+  if (ended) {
+    setStatus("offline", ended.kind); // "kicked" or "banned": no countdown, no retry
+    return;
+  }
   if (s.waitingForNetwork) {
     setStatus("offline", "offline — waiting for network");
     return;
@@ -225,7 +241,10 @@ function setDelivery(li, status, why, code) {
   }
   box.replaceChildren();
   box.title = "";
-  if (status === "sending") {
+  if (status === "sending" && code === "slow_mode") {
+    box.textContent = "waiting: slow mode";
+    box.title = why || "";
+  } else if (status === "sending") {
     box.textContent = "sending…";
   } else if (status === "sent") {
     box.textContent = "✓ sent";
@@ -247,21 +266,51 @@ function byLocal(selector, id) {
   return null;
 }
 
+// tombstone turns li, a message item, into what everyone sees of a
+// deleted message: "message deleted", without its sender or text.
+function tombstone(li, by) {
+  li.classList.add("deleted");
+  li.classList.remove("cont");
+  li.dataset.from = "";
+  const body = make("div", "body", "message deleted");
+  const b = make("div", "bubble");
+  b.append(body);
+  if (by) b.title = `deleted by ${by}`;
+  const spacer = make("span", "avatar blank");
+  spacer.setAttribute("aria-hidden", "true");
+  li.replaceChildren(spacer, b);
+  regroup(li.nextElementSibling);
+}
+
+// deleteButton is the moderator's delete action on a message; the page
+// shows it only while our role allows it (.can-moderate).
+function deleteButton() {
+  const b = make("button", "msg-delete", "Delete");
+  b.type = "button";
+  b.title = "Delete this message for everyone";
+  return b;
+}
+
 // addMessage shows one new_message payload (live or from history); the
-// client hands over each message once. Items are kept in seq order.
+// client hands over each message once. Items are kept in seq order. A
+// tombstone shows as a deleted message, an action as "* alice waves".
 function addMessage(p, fromHistory, local) {
   const hasSeq = typeof p.seq === "number";
   const epoch = typeof p.epoch === "string" ? p.epoch : "";
-  const from = String(p.from ?? "");
+  const from = p.deleted === true ? "" : String(p.from ?? "");
   const when = new Date(p.time);
   const ts = Number.isNaN(when.getTime()) ? Date.now() : when.getTime();
-  const mine = from === client.me || !!local;
+  const mine = (!!from && from === client.me) || !!local;
+  const action = p.action === true && p.deleted !== true;
 
-  const li = bubble("msg" + (mine ? " mine" : "") + (fromHistory ? " old" : ""), from, ts, p.message);
+  const li = bubble("msg" + (mine ? " mine" : "") + (fromHistory ? " old" : "") + (action ? " action" : ""),
+    from, ts, action ? `* ${from} ${p.message}` : String(p.message ?? ""));
   if (hasSeq) {
     li.dataset.seq = String(p.seq);
     li.dataset.epoch = epoch;
+    li.append(deleteButton()); // beside the bubble: a grouped message has no header
   }
+  if (p.deleted === true) tombstone(li, p.by);
   if (local) {
     li.dataset.local = local;
     setDelivery(li, "sent");
@@ -288,17 +337,42 @@ function addMessage(p, fromHistory, local) {
   }
 }
 
+// messageItem finds the .msg item of seq in epoch, or null.
+function messageItem(epoch, seq) {
+  return [...ui.messages.querySelectorAll(".msg")].find((e) =>
+    e.dataset.seq === String(seq) && e.dataset.epoch === epoch) || null;
+}
+
 // showEntry shows an outbox entry of the room on screen as an .out item.
 function showEntry(entry) {
   if (entry.room !== state.viewRoom) return;
   let li = byLocal(".out", entry.id);
   if (!li) {
-    li = bubble("out mine", client.me, entry.at, entry.text);
+    li = bubble("out mine" + (entry.action ? " action" : ""), client.me, entry.at,
+      entry.action ? `* ${client.me} ${entry.text}` : entry.text);
     li.dataset.local = entry.id;
     ui.messages.append(li); // after every .msg and line: the outbox is the end of the list
     toBottom();
   }
   setDelivery(li, entry.state, entry.error, entry.code);
+}
+
+// errorLine shows an error in the message list. A burst of the same error
+// (rate_limited when sending too fast) is one line with a count, not a
+// wall of copies.
+function errorLine(text, code) {
+  let last = ui.messages.lastElementChild;
+  while (last && last.classList.contains("out")) last = last.previousElementSibling;
+  if (last && last.classList.contains("error") && last.dataset.text === text) {
+    const n = Number(last.dataset.repeat || "1") + 1;
+    last.dataset.repeat = String(n);
+    last.textContent = `${text} (×${n})`;
+    return last;
+  }
+  const li = systemLine(text, "error");
+  li.dataset.text = text;
+  li.dataset.code = String(code || "");
+  return li;
 }
 
 // entrySent marks an acknowledged entry: the .msg it became, if that is on
@@ -352,16 +426,44 @@ function setMembers(names, count) {
   renderMembers();
 }
 
+// loggedIn says whether we are a user rather than a guest: direct
+// messages are between users only.
+function loggedIn() {
+  return !!state.creds || state.mode === "jwt";
+}
+
+// renderMembers lists the members. Another member's name opens a direct
+// conversation (for users); a moderator also sees kick, mute and ban.
 function renderMembers() {
   const me = client.me;
   const sorted = state.members.slice().sort((a, b) => a.localeCompare(b));
   ui.members.replaceChildren(...sorted.map((n) => {
     const li = make("li", n === me ? "member self" : "member");
+    li.dataset.name = n;
     const dot = make("span", "avatar small", [...n][0]?.toUpperCase() || "?");
     dot.setAttribute("aria-hidden", "true");
     dot.style.setProperty("--hue", hue(n));
-    li.append(dot, make("span", "member-name", n));
-    if (n === me) li.append(make("span", "you", "you"));
+    if (n !== me && loggedIn()) {
+      const b = make("button", "member-name dm-open", n);
+      b.type = "button";
+      b.title = `Direct message to ${n}`;
+      li.append(dot, b);
+    } else {
+      li.append(dot, make("span", "member-name", n));
+    }
+    if (n === me) {
+      li.append(make("span", "you", "you"));
+    } else {
+      const acts = make("span", "mod-actions");
+      for (const [act, label] of [["kick", "Kick"], ["mute", "Mute"], ["ban", "Ban"]]) {
+        const b = make("button", "mod-act", label);
+        b.type = "button";
+        b.dataset.act = act;
+        b.title = `${label} ${n}`;
+        acts.append(b);
+      }
+      li.append(acts);
+    }
     return li;
   }));
   const more = state.memberCount - sorted.length;
@@ -385,6 +487,8 @@ client.on("status", showStatus);
 client.on("joined", (d) => {
   state.refusals = 0;
   setMe(d.name);
+  ui.app.classList.toggle("can-moderate", client.canModerate);
+  if (!client.canModerate) closeModForm();
   if (d.moved) {
     clearView(d.room);
     systemLine(`You joined #${d.room} as ${d.name}.`);
@@ -403,6 +507,46 @@ client.on("joined", (d) => {
 });
 
 client.on("message", (d) => addMessage(d.message, d.history, d.local));
+
+client.on("deleted", (d) => {
+  if (d.room !== client.room) return;
+  const li = messageItem(d.epoch, d.seq);
+  if (li) tombstone(li, d.by);
+});
+
+client.on("moderation", (p) => {
+  const text = moderationText(p);
+  if (text) systemLine(text, p.mine ? "ok" : "mod");
+});
+
+client.on("direct", (d) => {
+  if (d.peer === state.dmPeer && !ui.dm.hidden) {
+    addDirect(d.message);
+  } else if (!d.mine) {
+    state.dmUnread.set(d.peer, (state.dmUnread.get(d.peer) || 0) + 1);
+  }
+  renderConversations();
+});
+
+// moderationText says what a moderation notice means, for the message
+// list: the actor's confirmation and what its room is told.
+function moderationText(p) {
+  const where = p.server ? "the server" : p.room ? "#" + p.room : "this room";
+  const why = p.reason ? `: ${p.reason}` : "";
+  const forHow = p.duration ? ` for ${p.duration}` : "";
+  switch (p.action) {
+    case "kick": return `${p.by} kicked ${p.name} from ${where}${why}`;
+    case "ban": return `${p.by} banned ${p.name} from ${where}${forHow}${why}`;
+    case "unban": return `${p.by} lifted the ban on ${p.name} in ${where}`;
+    case "mute": return `${p.by} muted ${p.name} in ${where}${forHow}${why}`;
+    case "unmute": return `${p.by} unmuted ${p.name} in ${where}`;
+    case "delete": return p.mine ? `You deleted message ${p.seq}.` : "";
+    case "slow_mode": return p.interval
+      ? `${p.by} turned on slow mode in ${where}: one message every ${p.interval} per person`
+      : `${p.by} turned off slow mode in ${where}`;
+    default: return "";
+  }
+}
 
 client.on("recovery", (p) => {
   if (p.recovered !== false) return; // nothing lost: the replayed messages are already in place
@@ -444,7 +588,11 @@ client.on("presence", (p) => {
       state.members.splice(i, 1);
       state.memberCount--;
     }
-    systemLine(`${p.name} left`);
+    if (p.kicked) {
+      systemLine(`${p.name} was ${p.banned ? "banned" : "kicked"} by ${p.by}${p.reason ? ": " + p.reason : ""}`, "mod");
+    } else {
+      systemLine(`${p.name} left`);
+    }
   } else if (p.event === "rename") {
     state.members = state.members.map((n) => (n === p.old_name ? p.name : n));
     if (p.own) {
@@ -465,32 +613,192 @@ client.on("members", (p) => {
 });
 
 client.on("error", (p) => {
-  const text = String(p.message || p.code || "error");
-  // A burst of the same error (rate_limited when sending too fast) is
-  // one line with a count, not a wall of copies.
-  let last = ui.messages.lastElementChild;
-  while (last && last.classList.contains("out")) last = last.previousElementSibling;
-  if (last && last.classList.contains("error") && last.dataset.text === text) {
-    const n = Number(last.dataset.repeat || "1") + 1;
-    last.dataset.repeat = String(n);
-    last.textContent = `${text} (×${n})`;
-  } else {
-    const li = systemLine(text, "error");
-    li.dataset.text = text;
-    li.dataset.code = String(p.code || "");
+  let text = String(p.message || p.code || "error");
+  if (p.request === "send_direct" && p.to) {
+    // Said in the conversation it belongs to, when that is open.
+    if (p.code === "no_such_user") text = `Not delivered to ${p.to}: ${text}`;
+    if (state.dmPeer === p.to && !ui.dm.hidden) {
+      directNotice(text);
+      return;
+    }
   }
+  errorLine(text, p.code);
 });
 
 client.on("closed", (d) => {
   clearInterval(state.refreshTimer);
-  if (d.wasOnline) systemLine(`${closeReason(d.code, d.reason).text} Reconnecting…`, "warn");
+  if (d.ended) showEnded(d);
+  else if (d.wasOnline) systemLine(`${closeReason(d.code, d.reason).text} Reconnecting…`, "warn");
 });
+
+// showEnded says why the server ended the connection for good (a kick or
+// a ban), which the client does not retry; after a kick the user may
+// rejoin.
+function showEnded(d) {
+  const reason = String(d.reason || "");
+  let text;
+  if (/^you /i.test(reason)) text = reason[0].toUpperCase() + reason.slice(1); // the 403's "you are banned …"
+  else if (reason) text = `You were ${reason}`;
+  else text = d.ended === "kicked" ? "You were kicked" : "You are banned";
+  text = text.replace(/\.?$/, ".");
+  const li = make("li", "sys ended error");
+  li.setAttribute("role", "alert");
+  li.dataset.ended = d.ended;
+  li.append(make("span", "ended-text", text));
+  if (d.ended === "kicked") {
+    const b = make("button", "rejoin", "Rejoin");
+    b.type = "button";
+    li.append(" ", b);
+  }
+  place(li, null, true);
+}
 
 client.on("outbox", (d) => {
   if (d.change === "sent") entrySent(d.entry);
   else if (d.change === "removed") byLocal(".out", d.entry.id)?.remove();
   else showEntry(d.entry);
+  // A mute or a ban is news beyond the one message it stopped.
+  if ((d.change === "failed" && ["muted", "banned", "forbidden"].includes(d.entry.code)) || d.change === "waiting") {
+    errorLine(d.entry.error, d.entry.code);
+  }
 });
+
+// ---- direct messages -------------------------------------------------------
+
+// renderConversations lists the direct conversations, most recent first,
+// with the open one even before its first message.
+function renderConversations() {
+  const list = client.conversations();
+  if (state.dmPeer && !list.some((c) => c.peer === state.dmPeer)) list.unshift({ peer: state.dmPeer, last: null });
+  let unread = 0;
+  ui.conversations.replaceChildren(...list.map(({ peer, last }) => {
+    const li = make("li");
+    const b = make("button", "conversation");
+    b.type = "button";
+    b.dataset.peer = peer;
+    const n = state.dmUnread.get(peer) || 0;
+    unread += n;
+    const preview = last ? (last.from === peer ? "" : "you: ") + last.message : "";
+    b.append(make("span", "conv-peer", peer), make("span", "conv-last", preview));
+    if (n) b.append(make("span", "count", String(n)));
+    if (peer === state.dmPeer && !ui.dm.hidden) {
+      b.classList.add("current");
+      b.setAttribute("aria-current", "true");
+    }
+    li.append(b);
+    return li;
+  }));
+  ui.directUnread.textContent = unread ? String(unread) : "";
+  ui.directEmpty.hidden = list.length > 0;
+}
+
+// addDirect shows one direct message in the open conversation.
+function addDirect(m) {
+  const when = new Date(m.time);
+  const ts = Number.isNaN(when.getTime()) ? Date.now() : when.getTime();
+  const li = bubble("msg dm-msg" + (m.from === client.me ? " mine" : ""), m.from, ts, m.message);
+  li.dataset.id = m.id;
+  const stick = ui.dmMessages.scrollHeight - ui.dmMessages.scrollTop - ui.dmMessages.clientHeight < STICKY_PX;
+  ui.dmMessages.append(li);
+  regroup(li);
+  if (stick || m.from === client.me) ui.dmMessages.scrollTop = ui.dmMessages.scrollHeight;
+}
+
+// directNotice shows a line (an error) in the open conversation.
+function directNotice(text) {
+  const li = make("li", "sys error", text);
+  li.setAttribute("role", "alert");
+  ui.dmMessages.append(li);
+  ui.dmMessages.scrollTop = ui.dmMessages.scrollHeight;
+}
+
+// openDirect shows the conversation with peer in place of the room.
+function openDirect(peer) {
+  openDrawer(false);
+  state.dmPeer = peer;
+  state.dmUnread.delete(peer);
+  ui.dm.hidden = false;
+  ui.chat.classList.add("dm-open");
+  ui.dmTitle.textContent = "Direct · " + peer;
+  ui.dmInput.placeholder = "Message " + peer;
+  ui.dmMessages.replaceChildren();
+  for (const m of client.conversation(peer)) addDirect(m);
+  renderConversations();
+  ui.dmInput.focus();
+}
+
+function closeDirect() {
+  ui.dm.hidden = true;
+  ui.chat.classList.remove("dm-open");
+  state.dmPeer = "";
+  renderConversations();
+  ui.input.focus();
+}
+
+ui.conversations.addEventListener("click", (e) => {
+  const b = e.target.closest("button.conversation");
+  if (b) openDirect(b.dataset.peer);
+});
+
+ui.dmClose.addEventListener("click", closeDirect);
+
+ui.dmForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = ui.dmInput.value.trim();
+  if (!text || !state.dmPeer) return;
+  const r = client.sendDirect(state.dmPeer, text);
+  if (r.ok) {
+    ui.dmInput.value = "";
+  } else {
+    directNotice(r.reason === "offline" ? "Not connected: direct messages are not kept for later; send it when online."
+      : r.reason === "too_long" ? `Too long: at most ${MAX_CHARS} characters (${MAX_FRAME} bytes on the wire).`
+        : "Nothing to send.");
+  }
+});
+
+// ---- moderation ------------------------------------------------------------
+
+// openModForm asks for what the action on name needs: a duration for a
+// ban or mute, an optional reason.
+function openModForm(action, name) {
+  state.modTarget = { action, name };
+  const verb = { kick: "Kick", mute: "Mute", ban: "Ban" }[action];
+  ui.modTitle.textContent = `${verb} ${name} ${action === "mute" ? "in" : "from"} #${client.room}`;
+  ui.modConfirm.textContent = verb;
+  ui.modDuration.hidden = action === "kick";
+  ui.modDurationLabel.hidden = action === "kick";
+  ui.modReason.value = "";
+  ui.modForm.hidden = false;
+  ui.modReason.focus();
+}
+
+function closeModForm() {
+  state.modTarget = null;
+  ui.modForm.hidden = true;
+}
+
+ui.members.addEventListener("click", (e) => {
+  const act = e.target.closest("button.mod-act");
+  const dm = e.target.closest("button.dm-open");
+  const name = e.target.closest("li.member")?.dataset.name;
+  if (!name) return;
+  if (act) openModForm(act.dataset.act, name);
+  else if (dm) openDirect(name);
+});
+
+ui.modForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const t = state.modTarget;
+  if (!t) return;
+  const opts = { reason: ui.modReason.value.trim() || undefined };
+  const id = t.action === "kick" ? client.kick(t.name, opts)
+    : t.action === "mute" ? client.mute(t.name, ui.modDuration.value, opts)
+      : client.ban(t.name, ui.modDuration.value, opts);
+  if (!id) systemLine("Not connected; try again when online.", "error");
+  closeModForm();
+});
+
+ui.modCancel.addEventListener("click", closeModForm);
 
 // closeReason explains a close code: text for the message list and a short
 // note for the status line. The server closes with 1008 when the page sent
@@ -643,6 +951,10 @@ function showGate(which, note) {
 function enter(room) {
   ui.gate.hidden = true;
   ui.renamePanel.hidden = state.mode !== "guest" || !!state.creds;
+  ui.directPanel.hidden = !loggedIn(); // direct messages are between users
+  state.dmUnread.clear();
+  if (!ui.dm.hidden) closeDirect();
+  closeModForm();
   ui.input.focus();
   const guest = state.mode === "guest" && !state.creds;
   client.start({ room, name: guest ? state.nick : "", user: state.creds ? state.creds.username : "" });
@@ -702,7 +1014,8 @@ ui.showJoin.addEventListener("click", () => showGate("join"));
 // outbox, which sends it after the reconnect.
 function updateComposer() {
   const text = ui.input.value.trim();
-  const bytes = frameBytes(text);
+  const action = /^\/me\s+\S/.test(text);
+  const bytes = frameBytes(action ? text.replace(/^\/me\s+/, "") : text, action);
   const chars = [...text].length;
   const over = bytes > MAX_FRAME || chars > MAX_CHARS;
   ui.counter.textContent = `${bytes}/${MAX_FRAME}`;
@@ -723,7 +1036,10 @@ ui.composer.addEventListener("submit", (e) => {
   e.preventDefault();
   updateComposer();
   if (ui.send.disabled) return;
-  const r = client.send(ui.input.value.trim());
+  // "/me waves" is an action, shown as "* alice waves".
+  const typed = ui.input.value.trim();
+  const action = /^\/me\s+\S/.test(typed);
+  const r = client.send(action ? typed.replace(/^\/me\s+/, "") : typed, { action });
   if (r.ok) {
     ui.input.value = "";
     updateComposer();
@@ -734,6 +1050,19 @@ ui.composer.addEventListener("submit", (e) => {
 });
 
 ui.messages.addEventListener("click", (e) => {
+  const del = e.target.closest(".msg-delete");
+  if (del) {
+    const li = del.closest(".msg");
+    if (!client.deleteMessage(Number(li.dataset.seq), { epoch: li.dataset.epoch })) {
+      systemLine("Not connected; try again when online.", "error");
+    }
+    return;
+  }
+  if (e.target.closest("button.rejoin")) {
+    e.target.closest("button.rejoin").remove();
+    client.rejoin();
+    return;
+  }
   const b = e.target.closest(".out button");
   if (!b) return;
   const id = b.closest(".out").dataset.local;
@@ -783,7 +1112,9 @@ ui.renameInput.addEventListener("input", () => ui.renameInput.setCustomValidity(
 ui.menu.addEventListener("click", () => openDrawer(!ui.app.classList.contains("drawer-open")));
 ui.backdrop.addEventListener("click", () => openDrawer(false));
 document.addEventListener("keydown", (e) => {
-  if (e.key === "Escape") openDrawer(false);
+  if (e.key !== "Escape") return;
+  openDrawer(false);
+  closeModForm();
 });
 
 ui.messages.addEventListener("scroll", () => {

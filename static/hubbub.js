@@ -15,24 +15,40 @@
 //             "connecting", "online", "reconnecting" or "offline";
 //             retryAt is when the next attempt starts (ms, 0: none);
 //             close is the last close {code, reason} since online, or null.
-//   joined    {room, name, members, count, epoch, seq, moved, reconnect}:
-//             a room_changed; moved: a different room than the one shown,
-//             so the page clears its view; reconnect: first join on a
-//             new socket after an earlier one was online.
+//   joined    {room, name, members, count, epoch, seq, moved, reconnect,
+//             role}: a room_changed; moved: a different room than the one
+//             shown, so the page clears its view; reconnect: first join on
+//             a new socket after an earlier one was online; role: ours,
+//             "moderator", "admin" or "".
 //   message   {message, history, local}: a new_message payload to show,
 //             never one shown before (by epoch and seq). history: it came
 //             in a history event. local: the outbox id of the entry it is
-//             the echo of, when it is one of ours.
+//             the echo of, when it is one of ours. A deleted message comes
+//             as its tombstone: {seq, epoch, room, deleted: true, by},
+//             without its sender or text. An action (/me) has action: true.
+//   deleted   {room, epoch, seq, by}: a message already shown was deleted
+//             (a live message_deleted, or a tombstone replayed for it).
+//   moderation the moderation payload (kick, ban, mute, delete, slow mode
+//             and their undoing), plus mine: it confirms our request.
+//   direct    {message, peer, mine}: a direct_message payload, once per
+//             id (the sender gets a copy on each of its connections);
+//             peer is the other side of the conversation, mine: we sent it.
 //   recovery  the recovery payload, plus resumedFrom {epoch, seq}.
 //   presence, rooms, members: the payloads as the server sent them.
 //   error     an error payload, plus request (the type of our request it
 //             answers, when it carried an id); outbox errors are not
 //             repeated here, they arrive as outbox events.
-//   closed    {code, reason, wasOnline, opened}: the socket ended without
-//             the page asking for it.
+//   closed    {code, reason, wasOnline, opened, ended}: the socket ended
+//             without the page asking for it. ended is "kicked" (close
+//             4000) or "banned" (close 4003, or a reconnect refused with
+//             403 because of a ban, code 403 then): the client has stopped
+//             and does not reconnect on its own; rejoin does, when the
+//             user asks. "" otherwise.
 //   outbox    {change, entry, duplicate}: change is "added", "failed",
 //             "retrying", "sent" or "removed"; entry is a snapshot
-//             {id, room, text, at, state, code, error, seq, epoch}.
+//             {id, room, text, action, at, state, code, error, retryAt,
+//             seq, epoch}. A message refused for slow mode stays
+//             "sending", with code slow_mode and retryAt when it goes again.
 
 export const MAX_FRAME = 512; // the server's read limit for one client frame, in bytes
 export const MAX_CHARS = 400; // the server refuses longer messages (too_long)
@@ -43,6 +59,10 @@ export const DEDUPE_WINDOW_MS = 120_000; // the server's default -dedupe-window
 export const ECHO_WAIT_MS = 2_000; // how long an ack and its echo may be apart
 export const ID_LEN = 15; // every message id: 8 random characters, "-", a 6-digit counter
 export const STORAGE_KEY = "hubbub.outbox";
+export const CLOSE_KICKED = 4000; // the server's close code for a kick: no reconnect on our own
+export const CLOSE_BANNED = 4003; // and for a ban, which also refuses the reconnect (HTTP 403)
+export const DIRECT_KEEP = 200; // direct messages kept per conversation, newest last
+export const MODERATOR_ROLES = ["moderator", "admin"]; // the roles that may moderate a room
 
 // The outbox paces itself below the server's default budget (-msg-rate 10,
 // -msg-burst 20), leaving room for the page's own list requests, and has at
@@ -54,6 +74,9 @@ const RATE_PAUSE_MS = 1_000; // first pause after rate_limited; doubles to BACKO
 const NOT_DELIVERED_TRIES = 5; // not_delivered answers before a message is "not sent"
 const SHOWN_MAX = 10_000; // remembered epoch:seq keys; older ones cannot come back
 const ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+const SLOW_MAX_MS = 86_400_000; // the longest slow mode the server sets (24 h)
+const DIRECT_SEEN_MAX = 10_000; // remembered direct message ids
+const DIRECT_PENDING_MAX = 50; // our send_direct requests remembered for their errors
 
 const encoder = new TextEncoder();
 
@@ -75,23 +98,37 @@ export function closeBackoff(code) {
   return 0;
 }
 
-// messageFrame is the frame that sends text with id.
-export function messageFrame(id, text) {
-  return JSON.stringify({ type: "send_message", id, payload: { message: text } });
+// messageFrame is the frame that sends text with id; action makes it an
+// action ("/me waves" is sent as "waves" with action).
+export function messageFrame(id, text, action = false) {
+  const payload = action ? { message: text, action: true } : { message: text };
+  return JSON.stringify({ type: "send_message", id, payload });
 }
 
-// frameBytes is the size in UTF-8 bytes of the frame that sends text. Ids
-// all have ID_LEN characters, so this is exact for every message.
-export function frameBytes(text) {
-  return encoder.encode(messageFrame("x".repeat(ID_LEN), text)).length;
+// directFrame is the frame that sends text to the user to with id.
+export function directFrame(id, to, text) {
+  return JSON.stringify({ type: "send_direct", id, payload: { to, message: text } });
+}
+
+// frameBytes is the size in UTF-8 bytes of the frame that sends text (as
+// an action with action). Ids all have ID_LEN characters, so this is
+// exact for every message.
+export function frameBytes(text, action = false) {
+  return encoder.encode(messageFrame("x".repeat(ID_LEN), text, action)).length;
 }
 
 // sendable says why text cannot be sent as it is ("empty", "too_long"),
-// or "" when it can.
-export function sendable(text) {
+// or "" when it can; to makes it the check for a direct message to to.
+export function sendable(text, { action = false, to = "" } = {}) {
   if (typeof text !== "string" || text.trim() === "") return "empty";
-  if ([...text].length > MAX_CHARS || frameBytes(text) > MAX_FRAME) return "too_long";
+  const bytes = to ? encoder.encode(directFrame("x".repeat(ID_LEN), to, text)).length : frameBytes(text, action);
+  if ([...text].length > MAX_CHARS || bytes > MAX_FRAME) return "too_long";
   return "";
+}
+
+// canModerate says whether role (room_changed's) may moderate.
+export function canModerate(role) {
+  return MODERATOR_ROLES.includes(role);
 }
 
 // connectQuery is the query of a /ws connect: the room, the format, the
@@ -128,6 +165,10 @@ function defaultStorage() {
 //              that never opened (a refused handshake); it may call stop.
 //   WebSocket, setTimeout, clearTimeout, now, random: the environment's
 //              by default; tests pass fakes.
+//   fetch      the environment's fetch by default: after a refused
+//              handshake, a plain GET of the same address (with a fresh
+//              ticket) reads why, since a browser's WebSocket cannot; a
+//              ban (403) stops the client. null: no such look.
 //   storage    where the outbox is kept ({getItem, setItem}); the
 //              page's sessionStorage by default, null for none.
 //   dedupeWindow, outboxMax: DEDUPE_WINDOW_MS and OUTBOX_MAX by default.
@@ -142,6 +183,7 @@ export class Client extends EventTarget {
   #storage;
   #ticket;
   #onRefused;
+  #fetch;
   #dedupeWindow;
   #outboxMax;
 
@@ -157,6 +199,8 @@ export class Client extends EventTarget {
   #retryTimer = null;
   #status = { state: "offline", retryAt: 0, waitingForNetwork: false, close: null };
   #lastClose = null; // {code, reason} of the last unasked-for close, until the next join
+  #ended = null; // {code, reason, kind} when the server ended us for good (kick, ban), until rejoin
+  #probed = false; // a refusal since the last join was looked at (whyRefused)
 
   // Who and where.
   #room = ""; // the room we are in, or ask for at connect
@@ -165,7 +209,8 @@ export class Client extends EventTarget {
   #identity = ""; // whose outbox entries are ours: the user, else the asked name
   #identityIsName = true; // the identity follows the asked name (guests)
   #pendingRoom = ""; // asked for with change_room, not confirmed yet
-  #requests = new Map(); // id -> type of our change_room and change_name requests
+  #role = ""; // ours, as the last room_changed said: "moderator", "admin" or ""
+  #requests = new Map(); // id -> type of our requests that carry an id (room, name, moderation, direct)
 
   // What has been seen.
   #cursors = new Map(); // room -> {epoch, seq} of the newest message received there
@@ -173,6 +218,11 @@ export class Client extends EventTarget {
   #shown = new Set(); // "epoch:seq" of the messages handed to the page in viewRoom
   #resumeFrom = null; // {epoch, seq} the current socket asked to resume from
   #joinedAt = null; // {epoch, seq} its room_changed said, applied after recovery
+
+  // Direct messages.
+  #directSeen = new Set(); // ids of the direct messages handed to the page
+  #conversations = new Map(); // peer -> direct_message payloads, oldest first, DIRECT_KEEP at most
+  #directPending = new Map(); // id -> {to, message} of our send_direct requests with no answer yet
 
   // The outbox.
   #prefix; // random per Client, so ids are unique per sender
@@ -199,6 +249,7 @@ export class Client extends EventTarget {
     this.#storage = opts.storage !== undefined ? opts.storage : defaultStorage();
     this.#ticket = opts.ticket ?? null;
     this.#onRefused = opts.onRefused ?? null;
+    this.#fetch = opts.fetch !== undefined ? opts.fetch : (globalThis.fetch?.bind(globalThis) ?? null);
     this.#dedupeWindow = opts.dedupeWindow ?? DEDUPE_WINDOW_MS;
     this.#outboxMax = opts.outboxMax ?? OUTBOX_MAX;
     this.#prefix = randomPrefix(this.#random);
@@ -214,6 +265,22 @@ export class Client extends EventTarget {
   get me() { return this.#me; }
   get pendingRoom() { return this.#pendingRoom; }
   get status() { return { ...this.#status }; }
+  get role() { return this.#role; }
+  get canModerate() { return canModerate(this.#role); }
+  get ended() { return this.#ended ? { ...this.#ended } : null; } // {code, reason, kind} after a kick or ban
+
+  // conversations lists the direct conversations, the most recent first:
+  // {peer, last}, last being the newest direct_message payload.
+  conversations() {
+    return [...this.#conversations].map(([peer, msgs]) => ({ peer, last: { ...msgs[msgs.length - 1] } }))
+      .sort((a, b) => (a.last.time < b.last.time ? 1 : a.last.time > b.last.time ? -1 : 0));
+  }
+
+  // conversation returns the direct messages exchanged with peer, oldest
+  // first.
+  conversation(peer) {
+    return (this.#conversations.get(peer) ?? []).map((m) => ({ ...m }));
+  }
 
   // cursor returns {epoch, seq} of the newest message received in room,
   // which the next resume of that room starts from, or undefined.
@@ -246,6 +313,12 @@ export class Client extends EventTarget {
     this.#everOnline = false;
     this.#viewRoom = "";
     this.#shown.clear();
+    this.#ended = null;
+    this.#probed = false;
+    this.#role = "";
+    this.#directSeen.clear();
+    this.#conversations.clear();
+    this.#directPending.clear();
     this.#room = room;
     this.#asked = name;
     this.#me = ""; // until the server says
@@ -273,6 +346,20 @@ export class Client extends EventTarget {
     this.#setStatus("offline");
   }
 
+  // rejoin connects again after the server ended the connection (a kick)
+  // or the page stopped it, keeping the view: the reconnect resumes where
+  // the last connection left off. A ban still in force refuses it, and
+  // the client stops again with ended "banned".
+  rejoin() {
+    if (!this.#stopped || !this.#room) return;
+    this.#ended = null;
+    this.#probed = false;
+    this.#lastClose = null;
+    this.#stopped = false;
+    this.#attempt = 0;
+    this.#connect();
+  }
+
   // reconnectNow skips the backoff wait; the page calls it when the
   // network or the tab comes back.
   reconnectNow() {
@@ -295,14 +382,16 @@ export class Client extends EventTarget {
   }
 
   // send puts text in the outbox for the current room and sends it as
-  // soon as it can. It returns {ok: true, entry} or {ok: false, reason}
-  // with reason "empty", "too_long", "stopped" or "full".
-  send(text) {
-    const why = this.#stopped ? "stopped" : sendable(text);
+  // soon as it can; action sends it as an action (/me). It returns {ok:
+  // true, entry} or {ok: false, reason} with reason "empty", "too_long",
+  // "stopped" or "full".
+  send(text, { action = false } = {}) {
+    action = action === true;
+    const why = this.#stopped ? "stopped" : sendable(text, { action });
     if (why) return { ok: false, reason: why };
     if (this.#entries.length >= this.#outboxMax) return { ok: false, reason: "full" };
     const e = {
-      id: this.#nextId(), room: this.#room, text, at: this.#now(), owner: this.#identity,
+      id: this.#nextId(), room: this.#room, text, action, at: this.#now(), owner: this.#identity,
       state: "sending", code: "", error: "", tries: 0, notBefore: 0, wire: 0,
       firstSent: 0, firstAs: "", lost: false, seq: 0, epoch: "",
     };
@@ -352,6 +441,45 @@ export class Client extends EventTarget {
     return this.#request(type, payload, false);
   }
 
+  // sendDirect sends text to the logged-in user to. It returns {ok: true,
+  // id} (the event id, which an error answering it carries) or {ok:
+  // false, reason}: "empty", "too_long", "no_recipient" or "offline".
+  // Direct messages are not kept in the outbox: the server holds none
+  // for later, so one sent offline could only reach a user who is gone.
+  sendDirect(to, text) {
+    if (typeof to !== "string" || !to) return { ok: false, reason: "no_recipient" };
+    const why = sendable(text, { to });
+    if (why) return { ok: false, reason: why };
+    const id = this.#ask("send_direct", { to, message: text });
+    if (!id) return { ok: false, reason: "offline" };
+    this.#directPending.set(id, { to, message: text });
+    if (this.#directPending.size > DIRECT_PENDING_MAX) this.#directPending.delete(this.#directPending.keys().next().value);
+    return { ok: true, id };
+  }
+
+  // The moderation requests. Each returns its event id, which the
+  // confirmation (a moderation event with mine) or the error answering
+  // it carries, or "" when not connected. opts may hold reason, room (the
+  // current one by default) and server (server-wide, admins only);
+  // durations and intervals are Go duration strings ("10m", "1h").
+  kick(name, opts = {}) { return this.#moderate("kick", { name, ...opts }); }
+  ban(name, duration, opts = {}) { return this.#moderate("ban", { name, duration, ...opts }); }
+  unban(name, opts = {}) { return this.#moderate("unban", { name, ...opts }); }
+  mute(name, duration, opts = {}) { return this.#moderate("mute", { name, duration, ...opts }); }
+  unmute(name, opts = {}) { return this.#moderate("unmute", { name, ...opts }); }
+  // deleteMessage deletes message seq; opts.epoch names the history it is
+  // in, so that a reset history's seq is not taken for it.
+  deleteMessage(seq, opts = {}) { return this.#moderate("delete_message", { seq, ...opts }); }
+  // slowMode sets the room's slow mode: one message per interval from
+  // each sender; "off" turns it off.
+  slowMode(interval, opts = {}) { return this.#moderate("slow_mode", { interval, ...opts }); }
+
+  #moderate(type, payload) {
+    const p = {};
+    for (const [k, v] of Object.entries(payload)) if (v !== undefined && v !== "" && v !== false) p[k] = v;
+    return this.#ask(type, p);
+  }
+
   // ---- the socket ----
 
   #isOpen() {
@@ -360,14 +488,23 @@ export class Client extends EventTarget {
 
   #request(type, payload, withId) {
     if (!this.#isOpen()) return false;
+    if (withId) return this.#ask(type, payload) !== "";
     const ev = { type };
-    if (withId) {
-      ev.id = this.#nextId();
-      this.#requests.set(ev.id, type);
-    }
     if (payload !== undefined) ev.payload = payload;
     this.#ws.send(JSON.stringify(ev));
     return true;
+  }
+
+  // ask sends a request with an id, remembered with its type until the
+  // answer comes, and returns the id; "" when not connected.
+  #ask(type, payload) {
+    if (!this.#isOpen()) return "";
+    const id = this.#nextId();
+    this.#requests.set(id, type);
+    const ev = { type, id };
+    if (payload !== undefined) ev.payload = payload;
+    this.#ws.send(JSON.stringify(ev));
+    return id;
   }
 
   async #connect() {
@@ -409,14 +546,24 @@ export class Client extends EventTarget {
       this.#lostWith(conn);
       this.#settleView();
       this.#requests.clear(); // their answers went with the socket
+      this.#directPending.clear();
       this.#lastClose = { code: e.code, reason: e.reason || "" };
-      this.#emit("closed", { code: e.code, reason: e.reason || "", wasOnline, opened });
+      const ended = e.code === CLOSE_KICKED ? "kicked" : e.code === CLOSE_BANNED ? "banned" : "";
+      if (ended && !this.#stopped) {
+        // A moderator's decision: coming back on our own would be a
+        // reconnect loop (a ban refuses it) or would undo the kick.
+        this.#stopped = true;
+        this.#clearRetry();
+        this.#ended = { code: e.code, reason: e.reason || "", kind: ended };
+      }
+      this.#emit("closed", { code: e.code, reason: e.reason || "", wasOnline, opened, ended });
       if (this.#stopped) {
         this.#setStatus("offline");
         return;
       }
       this.#attempt = Math.max(this.#attempt, closeBackoff(e.code));
-      this.#retryLater(!opened);
+      if (!opened && this.#fetch && !this.#probed) this.#refused();
+      else this.#retryLater(!opened);
     };
   }
 
@@ -440,6 +587,48 @@ export class Client extends EventTarget {
       }
       this.#connect();
     }, wait);
+  }
+
+  // refused follows a handshake that failed: it asks the server why at
+  // once, while the cause holds, and stops on a ban; anything else is
+  // retried as usual.
+  async #refused() {
+    const gen = this.#gen;
+    const ban = await this.#whyRefused();
+    if (this.#stopped || gen !== this.#gen || this.#ws) return; // stopped, or reconnectNow went on
+    if (!ban) {
+      this.#retryLater(true);
+      return;
+    }
+    this.#stopped = true;
+    this.#ended = { code: 403, reason: ban, kind: "banned" };
+    this.#lastClose = { code: 403, reason: ban };
+    this.#emit("closed", { code: 403, reason: ban, wasOnline: false, opened: false, ended: "banned" });
+    this.#setStatus("offline");
+  }
+
+  // whyRefused asks the server, with a plain GET of the connect address,
+  // why it refused the last handshake, and returns the reason when it is
+  // a ban (403 "you are banned …"), else "". The server checks bans
+  // before it looks for an upgrade, so the GET gets the handshake's
+  // answer; one that would have been let in gets 400 instead. Once the
+  // server has answered, later refusals are not looked at until the next
+  // join: each look costs a ticket (a login), and a ban refuses the first
+  // attempt after a reload or rejoin already.
+  async #whyRefused() {
+    try {
+      let ticket = "";
+      if (this.#ticket) ticket = await this.#ticket();
+      const url = this.#url.replace(/^ws/, "http");
+      const q = connectQuery({ room: this.#room, name: this.#asked, ticket });
+      const resp = await this.#fetch(`${url}?${q}`, { cache: "no-store" });
+      this.#probed = true;
+      if (resp.status !== 403) return "";
+      const text = String(await resp.text()).trim();
+      return text.startsWith("you are banned") ? text : "";
+    } catch {
+      return ""; // unreachable, or no ticket: the usual retry
+    }
   }
 
   #clearRetry() {
@@ -476,6 +665,9 @@ export class Client extends EventTarget {
         case "ack": this.#onAck(p); break;
         case "error": this.#onError(p); break;
         case "presence": this.#onPresence(p); break;
+        case "message_deleted": this.#onDeleted(p); break;
+        case "moderation": this.#onModeration(p); break;
+        case "direct_message": this.#onDirect(p); break;
         case "rooms": this.#requests.delete(p.id); this.#emit("rooms", p); break;
         case "members": this.#requests.delete(p.id); this.#emit("members", p); break;
       }
@@ -487,10 +679,12 @@ export class Client extends EventTarget {
     this.#online = true;
     this.#everOnline = true;
     this.#attempt = 0;
+    this.#probed = false;
     this.#lastClose = null;
     this.#pendingRoom = "";
     this.#requests.delete(p.id);
     if (typeof p.name === "string" && p.name) this.#me = p.name;
+    this.#role = typeof p.role === "string" ? p.role : "";
     if (!this.#identity && this.#me) {
       this.#identity = this.#me; // a token's user: known only now
       for (const e of this.#entries) if (!e.owner) e.owner = this.#identity;
@@ -516,7 +710,7 @@ export class Client extends EventTarget {
     }
     this.#emit("joined", {
       room, name: this.#me, members: Array.isArray(p.members) ? p.members : [],
-      count: typeof p.count === "number" ? p.count : undefined, epoch, seq, moved, reconnect,
+      count: typeof p.count === "number" ? p.count : undefined, epoch, seq, moved, reconnect, role: this.#role,
     });
     this.#setStatus("online");
     this.#pump();
@@ -570,11 +764,66 @@ export class Client extends EventTarget {
     }
     const request = p.id ? this.#requests.get(p.id) : undefined;
     if (request) this.#requests.delete(p.id);
+    const direct = p.id ? this.#directPending.get(p.id) : undefined;
+    if (direct) {
+      this.#directPending.delete(p.id);
+      this.#emit("error", { ...p, request, to: direct.to, text: direct.message });
+      return;
+    }
     this.#emit("error", { ...p, request });
     if (request === "change_room") {
       this.#pendingRoom = "";
       this.#pump(); // messages wait while a room change is pending
     }
+  }
+
+  // onDeleted handles message_deleted: a message of the view that is held
+  // becomes its tombstone; one already shown is the page's to change.
+  #onDeleted(p) {
+    if (typeof p.seq !== "number" || (p.room && p.room !== this.#viewRoom)) return;
+    const epoch = typeof p.epoch === "string" ? p.epoch : "";
+    const room = p.room || this.#viewRoom;
+    const by = typeof p.by === "string" ? p.by : "";
+    const key = epoch + ":" + p.seq;
+    const h = this.#held.get(key);
+    if (h) {
+      h.message = { seq: p.seq, epoch, room, deleted: true, by };
+      return;
+    }
+    if (this.#shown.has(key)) this.#emit("deleted", { room, epoch, seq: p.seq, by });
+  }
+
+  #onModeration(p) {
+    const mine = !!p.id && this.#requests.has(p.id);
+    if (mine) this.#requests.delete(p.id);
+    this.#emit("moderation", { ...p, mine });
+  }
+
+  // onDirect hands a direct message to the page once: the sender's copy
+  // comes on each of its connections, and a reconnect may bring it again.
+  #onDirect(p) {
+    if (typeof p.id !== "string" || !p.id || typeof p.from !== "string" || typeof p.to !== "string" ||
+        typeof p.message !== "string" || this.#directSeen.has(p.id)) return;
+    this.#directSeen.add(p.id);
+    if (this.#directSeen.size > DIRECT_SEEN_MAX) this.#directSeen.delete(this.#directSeen.values().next().value);
+    const mine = p.from === this.#me || (!!this.#identity && p.from === this.#identity);
+    const peer = mine ? p.to : p.from;
+    if (mine) {
+      for (const [id, d] of this.#directPending) {
+        if (d.to === p.to && d.message === p.message) {
+          this.#directPending.delete(id);
+          this.#requests.delete(id);
+          break;
+        }
+      }
+    }
+    const m = { id: p.id, from: p.from, to: p.to, message: p.message, time: String(p.time ?? "") };
+    const list = this.#conversations.get(peer) ?? [];
+    list.push(m);
+    if (list.length > DIRECT_KEEP) list.shift();
+    this.#conversations.delete(peer); // reinserted: the map's order is the order of activity
+    this.#conversations.set(peer, list);
+    this.#emit("direct", { message: { ...m }, peer, mine });
   }
 
   // ---- what has been seen ----
@@ -611,7 +860,8 @@ export class Client extends EventTarget {
   // Our own messages wait for their ack while one of ours is unanswered,
   // so the page can show the message in place of its outbox entry.
   #show(p, history) {
-    if (typeof p.message !== "string") return;
+    const tomb = p.deleted === true;
+    if (typeof p.message !== "string" && !tomb) return;
     if (typeof p.seq !== "number") {
       this.#emit("message", { message: p, history, local: "" });
       return;
@@ -620,7 +870,11 @@ export class Client extends EventTarget {
     const room = p.room || this.#viewRoom;
     if (epoch) this.#noteEpoch(room, epoch);
     const key = epoch + ":" + p.seq;
-    if (this.#shown.has(key)) return;
+    if (this.#shown.has(key)) {
+      // A tombstone replayed for a message on screen: it was deleted since.
+      if (tomb) this.#emit("deleted", { room, epoch, seq: p.seq, by: typeof p.by === "string" ? p.by : "" });
+      return;
+    }
     this.#remember(key);
     this.#advance(room, epoch, p.seq);
     const aw = this.#awaiting.get(key);
@@ -630,7 +884,7 @@ export class Client extends EventTarget {
       this.#emit("message", { message: p, history, local: aw.entry.id });
       return;
     }
-    if ((p.from === this.#me || p.from === this.#asked) && this.#unanswered() > 0) {
+    if (!tomb && (p.from === this.#me || p.from === this.#asked) && this.#unanswered() > 0) {
       const timer = this.#setTimeout(() => this.#release(key), ECHO_WAIT_MS);
       this.#held.set(key, { message: p, history, timer });
       return;
@@ -659,7 +913,7 @@ export class Client extends EventTarget {
     this.#remember(key); // not the cursor: we never received it
     this.#emit("message", {
       message: { id: 0, seq: e.seq, epoch: e.epoch, room: e.room, from: this.#me || this.#asked,
-        message: e.text, time: new Date(e.at).toISOString() },
+        message: e.text, time: new Date(e.at).toISOString(), ...(e.action ? { action: true } : {}) },
       history: false, local: e.id,
     });
   }
@@ -759,12 +1013,13 @@ export class Client extends EventTarget {
       this.#tokens--;
       out++;
       e.wire = this.#conn;
+      if (e.code === "slow_mode") e.code = e.error = ""; // its wait is over
       if (!e.firstSent) {
         e.firstSent = now;
         e.firstAs = this.#identity;
       }
       this.#save(); // before it goes: a reload must find it in doubt
-      this.#ws.send(messageFrame(e.id, e.text));
+      this.#ws.send(messageFrame(e.id, e.text, e.action));
     }
   }
 
@@ -810,8 +1065,10 @@ export class Client extends EventTarget {
 
   // entryError handles an error answering one of our messages:
   // not_delivered is retried with backoff (NOT_DELIVERED_TRIES answers at
-  // most), rate_limited pauses the outbox and retries without limit, and
-  // anything else is final: the entry is "not sent" until retried.
+  // most), rate_limited pauses the outbox and retries without limit,
+  // slow_mode waits the retry_after_ms it says and goes again, and
+  // anything else (muted, banned among them) is final: the entry is "not
+  // sent" until retried.
   #entryError(e, p) {
     if (e.wire !== this.#conn) return; // answers an attempt already given up
     e.wire = 0;
@@ -819,6 +1076,12 @@ export class Client extends EventTarget {
     const now = this.#now();
     if (p.code === "not_delivered" && ++e.tries < NOT_DELIVERED_TRIES) {
       e.notBefore = now + backoffDelay(e.tries - 1, this.#random);
+    } else if (p.code === "slow_mode") {
+      const wait = Math.min(SLOW_MAX_MS, Math.max(0, Number(p.retry_after_ms) || 1000));
+      e.notBefore = now + wait;
+      e.code = "slow_mode";
+      e.error = String(p.message || "slow mode");
+      this.#emit("outbox", { change: "waiting", entry: snapshot(e) });
     } else if (p.code === "rate_limited") {
       this.#pausedUntil = now + Math.min(BACKOFF_MAX_MS, RATE_PAUSE_MS * 2 ** this.#rateStrikes);
       this.#rateStrikes++;
@@ -855,7 +1118,7 @@ export class Client extends EventTarget {
   #save() {
     if (!this.#storage) return;
     const entries = this.#entries.map((e) => ({
-      id: e.id, room: e.room, text: e.text, at: e.at, owner: e.owner, state: e.state, code: e.code,
+      id: e.id, room: e.room, text: e.text, action: e.action, at: e.at, owner: e.owner, state: e.state, code: e.code,
       error: e.error, firstSent: e.firstSent, firstAs: e.firstAs,
       lost: e.lost || e.wire !== 0, // after a reload, an unanswered attempt is lost
     }));
@@ -875,9 +1138,10 @@ export class Client extends EventTarget {
     if (!saved || saved.v !== 1 || !Array.isArray(saved.entries)) return;
     for (const s of saved.entries.slice(0, this.#outboxMax)) {
       if (!s || typeof s.id !== "string" || !ID_RE.test(s.id) || typeof s.room !== "string" ||
-          typeof s.text !== "string" || sendable(s.text) || this.#entry(s.id)) continue;
+          typeof s.text !== "string" || sendable(s.text, { action: s.action === true }) || this.#entry(s.id)) continue;
       this.#entries.push({
-        id: s.id, room: s.room, text: s.text, at: Number(s.at) || this.#now(), owner: String(s.owner || ""),
+        id: s.id, room: s.room, text: s.text, action: s.action === true, at: Number(s.at) || this.#now(),
+        owner: String(s.owner || ""),
         state: s.state === "failed" ? "failed" : "sending", code: String(s.code || ""), error: String(s.error || ""),
         tries: 0, notBefore: 0, wire: 0, firstSent: Number(s.firstSent) || 0, firstAs: String(s.firstAs || ""),
         lost: !!s.lost, seq: 0, epoch: "",
@@ -903,6 +1167,6 @@ function randomPrefix(random) {
 
 // snapshot is the part of an entry the page may see.
 function snapshot(e) {
-  return { id: e.id, room: e.room, text: e.text, at: e.at, state: e.state, code: e.code, error: e.error,
-    seq: e.seq, epoch: e.epoch };
+  return { id: e.id, room: e.room, text: e.text, action: e.action, at: e.at, state: e.state, code: e.code,
+    error: e.error, retryAt: e.state === "sending" && e.code === "slow_mode" ? e.notBefore : 0, seq: e.seq, epoch: e.epoch };
 }
