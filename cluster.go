@@ -317,7 +317,7 @@ func (h *Hub) sharePresence(r *Room) {
 	if !h.broker.Sequenced() {
 		return
 	}
-	h.broker.SetPresence(r.name, r.localNames(maxMembersInReply), len(r.members))
+	h.broker.SetPresence(r.name, r.localNames(maxMembersInReply), r.people())
 }
 
 // remotePresence records another node's members of a room and tells the
@@ -347,13 +347,17 @@ func (h *Hub) remotePresence(u PresenceUpdate) {
 	if r.size() > h.cfg.PresenceLimit {
 		return
 	}
+	// A name another node already lists, or this node has, is someone
+	// already here: their connection on one more node neither joins nor,
+	// when it goes, leaves.
+	elsewhere := func(name string) bool { return r.uses[name] > 0 || r.remoteHas(name, u.Node) }
 	for _, name := range u.Names {
-		if !slices.Contains(old.Names, name) {
+		if !slices.Contains(old.Names, name) && !elsewhere(name) {
 			h.broadcast(r, presenceEvent(presenceNote{room: r, event: "join", name: name}), nil)
 		}
 	}
 	for _, name := range old.Names {
-		if !slices.Contains(u.Names, name) {
+		if !slices.Contains(u.Names, name) && !elsewhere(name) {
 			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name,
 				mark: h.mod.takeMark(r.name, name, time.Now())})
 		}

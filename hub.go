@@ -471,12 +471,12 @@ func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 		h.linkRoom(target)
 	}
 	h.setName(c, newName)
-	target.add(c)
+	arrived := target.add(c) && !target.remoteHas(c.name, "") // not another tab of someone here
 	c.room = target
 	h.mod.clearMark(name, c.modName())
 	h.sharePresence(target)
 	h.enterRoom(c, target, entry{connecting: connecting, id: id}) // room_changed and history, now or once the room is synced
-	if len(target.members) <= h.cfg.PresenceLimit {
+	if arrived && len(target.members) <= h.cfg.PresenceLimit {
 		h.broadcast(target, presenceEvent(presenceNote{room: target, event: "join", name: c.name}), c)
 	}
 }
@@ -487,7 +487,7 @@ func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 // Must only be called from run.
 func (h *Hub) leave(c *Client) {
 	r := c.room
-	r.remove(c)
+	gone := r.remove(c) && !r.remoteHas(c.name, "") // the user's last connection in the room
 	c.room = nil
 	h.sharePresence(r)
 	if len(r.members) == 0 {
@@ -496,7 +496,7 @@ func (h *Hub) leave(c *Client) {
 		h.history.emptied(r.name)
 		return
 	}
-	if len(r.members) < h.cfg.PresenceLimit {
+	if gone && len(r.members) < h.cfg.PresenceLimit {
 		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name,
 			mark: h.mod.takeMark(r.name, c.modName(), time.Now())})
 	}

@@ -49,11 +49,17 @@ func validIdent(s string, max int) bool {
 // A room exists while it has members; the hub creates it on the first join
 // and deletes it when the last member leaves.
 //
+// Presence counts people, not connections. A guest's nickname is one
+// connection's; a logged-in user's name is its login, which every one of
+// its connections uses at once (three tabs of carol are one member,
+// carol), here and on the other nodes alike.
+//
 // Owned by Hub.run. No other goroutine may touch a Room.
 type Room struct {
 	name    string
 	members map[*Client]struct{}
-	names   map[string]*Client // nickname -> member, for uniqueness
+	names   map[string]*Client // name -> a member using it, for uniqueness
+	uses    map[string]int     // name -> how many members use it (more than one: one login's connections)
 	// remote is the room's members on other cluster nodes, node -> members
 	// (cluster.go). Shared with the hub's clusterState; nil when not linked.
 	remote map[string]PresenceUpdate
@@ -65,53 +71,112 @@ func newRoom(name string) *Room {
 		name:    name,
 		members: make(map[*Client]struct{}),
 		names:   make(map[string]*Client),
+		uses:    make(map[string]int),
 	}
 }
 
-// add puts c into the room under c.name. The caller has checked that the
-// name is free.
-func (r *Room) add(c *Client) {
+// add puts c into the room under c.name and reports whether the name is
+// new here, this node's first member under it. The caller has checked
+// that the name is free (taken).
+func (r *Room) add(c *Client) bool {
 	r.members[c] = struct{}{}
-	r.names[c.name] = c
+	r.uses[c.name]++
+	if r.uses[c.name] == 1 {
+		r.names[c.name] = c
+		return true
+	}
+	return false
 }
 
-// remove takes c out of the room.
-func (r *Room) remove(c *Client) {
+// remove takes c out of the room and reports whether its name is gone
+// from this node's members: c was the last connection using it.
+func (r *Room) remove(c *Client) bool {
 	delete(r.members, c)
-	if r.names[c.name] == c {
-		delete(r.names, c.name)
-	}
+	return r.drop(c, c.name)
 }
 
-// rename changes c's entry in the name index from old to c.name.
-func (r *Room) rename(c *Client, old string) {
-	if r.names[old] == c {
-		delete(r.names, old)
+// drop forgets c's use of name and reports whether nobody here uses it
+// now.
+func (r *Room) drop(c *Client, name string) bool {
+	r.uses[name]--
+	if r.uses[name] > 0 {
+		if r.names[name] == c { // another connection of the login stands for it
+			for m := range r.members {
+				if m.name == name && m != c {
+					r.names[name] = m
+					break
+				}
+			}
+		}
+		return false
 	}
+	delete(r.uses, name)
+	delete(r.names, name)
+	return true
+}
+
+// rename changes c's entry in the name index from old to c.name. Only
+// guests rename, and a guest's name is its alone.
+func (r *Room) rename(c *Client, old string) {
+	r.drop(c, old)
+	r.uses[c.name]++
 	r.names[c.name] = c
 }
 
-// taken reports whether name is used by a member other than c, here or,
-// as far as this node knows, on another node.
+// taken reports whether name is used by someone other than c (nil: by
+// anyone), here or, as
+// far as this node knows, on another node. A logged-in client shares its
+// login with its own other connections: a guest cannot use a registered
+// name, so a member called by c's login elsewhere is c's user.
 func (r *Room) taken(name string, c *Client) bool {
+	if c != nil && c.account != "" && name == c.account {
+		other := r.names[name]
+		return other != nil && other.account != c.account
+	}
 	if other, ok := r.names[name]; ok {
 		return other != c
 	}
-	for _, u := range r.remote {
-		if slices.Contains(u.Names, name) {
+	return r.remoteHas(name, "")
+}
+
+// remoteHas reports whether a node other than skip lists name among the
+// room's members.
+func (r *Room) remoteHas(name, skip string) bool {
+	for node, u := range r.remote {
+		if node != skip && slices.Contains(u.Names, name) {
 			return true
 		}
 	}
 	return false
 }
 
-// size is the number of members on every node.
+// people is the number of people in the room on this node.
+func (r *Room) people() int { return len(r.names) }
+
+// size is the number of people in the room on every node. A login with
+// connections on two nodes counts once while every node lists all its
+// members' names (up to maxMembersInReply each); past that, the nodes'
+// counts are added up.
 func (r *Room) size() int {
-	n := len(r.members)
+	n := len(r.names)
+	complete := true
 	for _, u := range r.remote {
 		n += u.Count
+		complete = complete && len(u.Names) >= u.Count
 	}
-	return n
+	if !complete || len(r.remote) == 0 {
+		return n
+	}
+	seen := make(map[string]struct{}, n)
+	for name := range r.names {
+		seen[name] = struct{}{}
+	}
+	for _, u := range r.remote {
+		for _, name := range u.Names {
+			seen[name] = struct{}{}
+		}
+	}
+	return len(seen)
 }
 
 // memberNames returns at most max names of members on every node, sorted.

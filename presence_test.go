@@ -1,0 +1,126 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// presenceUntil reads p's events until the room message marker and
+// returns the presence events before it. The hub handles requests in
+// order, so a presence event caused before the marker was sent arrives
+// before it.
+func presenceUntil(t *testing.T, p *peer, marker string) []presencePayload {
+	t.Helper()
+	var got []presencePayload
+	for {
+		switch e := p.next(); e.Type {
+		case "presence":
+			var pp presencePayload
+			e.decode(t, &pp)
+			got = append(got, pp)
+		case "new_message":
+			if e.msg(t).Message == marker {
+				return got
+			}
+		}
+	}
+}
+
+// TestPresenceCountsUsers: a logged-in user is one member of a room
+// whatever its connections: it joins with the first, speaks under its
+// login from each, and leaves with the last. A guest asking for a name in
+// use gets a free variant of it.
+func TestPresenceCountsUsers(t *testing.T) {
+	s := modServer(t, Config{})
+	dave := s.as(t, "dave", "lobby", false)
+	tab1 := s.as(t, "carol", "lobby", false)
+	dave.waitPresence("join", "carol")
+	tab2, rp := s.joined(t, "room", "lobby", "ticket", s.login(t, "carol", "pw"))
+	if rp.Name != "carol" || rp.Count != 2 || !slices.Equal(rp.Members, []string{"carol", "dave"}) {
+		t.Errorf("carol's second tab: room_changed %+v; want carol, 2 members", rp)
+	}
+	dave.say("m1")
+	if got := presenceUntil(t, dave, "m1"); len(got) != 0 {
+		t.Errorf("a second tab brought presence events %+v; want none", got)
+	}
+	tab2.say("from tab two")
+	if m := dave.skipUntil("new_message").msg(t); m.From != "carol" {
+		t.Errorf("the second tab speaks as %q; want carol", m.From)
+	}
+	if got := dave.members(); got.Count != 2 {
+		t.Errorf("members count %d with two of carol's tabs; want 2", got.Count)
+	}
+	code, body := s.api(t, "GET", "/api/rooms", testKey, "")
+	if code != 200 || !strings.Contains(body, `"members":2`) {
+		t.Errorf("GET /api/rooms: %d %s; want lobby with 2 members", code, body)
+	}
+
+	tab1.conn.Close()
+	tab2.say("still here")
+	dave.say("m2")
+	if got := presenceUntil(t, dave, "m2"); len(got) != 0 {
+		t.Errorf("closing one of two tabs brought %+v; want no leave", got)
+	}
+	tab2.conn.Close()
+	dave.waitPresence("leave", "carol")
+
+	// A guest is one connection: a second one asking for the same name is
+	// told and gets a variant.
+	s.as(t, "guest-gus", "lobby", false)
+	g2 := s.dial(t, "room", "lobby", "name", "guest-gus")
+	if e := g2.errorOf(); e.Code != errNameTaken {
+		t.Errorf("a second guest-gus: %+v; want name_taken", e)
+	}
+	var rp2 roomPayload
+	g2.expect("room_changed").decode(t, &rp2)
+	if rp2.Name != "guest-gus-2" {
+		t.Errorf("the second guest is %q; want guest-gus-2", rp2.Name)
+	}
+}
+
+// TestClusterPresenceCountsUsers: a login with connections on three nodes
+// is one member on every node: it joins once, and leaves once, when its
+// last connection goes.
+func TestClusterPresenceCountsUsers(t *testing.T) {
+	c := newModCluster(t, 3, Config{})
+	a, b, cn := c.nodes[0], c.nodes[1], c.nodes[2]
+	dave := c.user(a, "dave", "lobby")
+	watchC := c.user(cn, "mo", "lobby")
+	carolA := c.user(a, "carol", "lobby")
+	dave.waitPresence("join", "carol")
+	watchC.waitPresence("join", "carol")
+	carolB := c.user(b, "carol", "lobby")
+	carolC := c.user(cn, "carol", "lobby")
+	for i, s := range c.nodes {
+		eventually(t, "every node counts 3 people", func() bool {
+			p := c.user(s, "ad", "attic")
+			defer p.conn.Close()
+			p.sendJSON("change_room", map[string]string{"name": "lobby"})
+			var rp roomPayload
+			p.skipUntil("room_changed").decode(t, &rp)
+			if rp.Count != 4 { // dave, mo, carol and this ad
+				t.Logf("node %d counts %d: %v", i+1, rp.Count, rp.Members)
+				return false
+			}
+			return true
+		})
+	}
+	carolA.conn.Close()
+	carolB.conn.Close()
+	// Each node tells the others of a change at once; a few presence
+	// intervals cover the hand-offs on a slow machine.
+	time.Sleep(5 * testInterval)
+	carolC.say("marker")
+	for i, p := range []*peer{dave, watchC} {
+		for _, pp := range presenceUntil(t, p, "marker") {
+			if pp.Name == "carol" {
+				t.Errorf("watcher %d: carol's presence %+v while one of her tabs is still here", i, pp)
+			}
+		}
+	}
+	carolC.conn.Close()
+	dave.waitPresence("leave", "carol")
+	watchC.waitPresence("leave", "carol")
+}
