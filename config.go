@@ -87,7 +87,8 @@ type Config struct {
 	// host name plus a random suffix, chosen on connect.
 	NodeName string
 	// PresenceInterval is how often a node tells the cluster who is in its
-	// rooms; a node silent for 3 intervals has its members dropped.
+	// rooms (a node silent for 3 intervals has its members dropped), and
+	// how often a room above PresenceLimit hears its count.
 	PresenceInterval time.Duration
 
 	// Auth is who may connect: "guest" (anyone; login optional), "login"
@@ -256,7 +257,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.SendQueue, "send-queue", c.SendQueue, "events queued per client before it is dropped as slow")
 	fs.DurationVar(&c.PongWait, "pong-wait", c.PongWait, "drop a client silent for this long")
 	fs.DurationVar(&c.WriteWait, "write-wait", c.WriteWait, "deadline for each socket write")
-	fs.IntVar(&c.PresenceLimit, "presence-limit", c.PresenceLimit, "no join/leave notices in rooms larger than this")
+	fs.IntVar(&c.PresenceLimit, "presence-limit", c.PresenceLimit, "no join/leave notices in rooms larger than this (a presence_count instead)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on the graceful drain")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time allowed for a request's headers (slowloris bound)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
@@ -270,7 +271,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "join a cluster through this NATS server with JetStream (default: none)")
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", c.NATSPrefix, "subject and stream prefix; nodes sharing it form one cluster")
 	fs.StringVar(&c.NodeName, "node", c.NodeName, "this node's name in the cluster (default: host name and a random suffix)")
-	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "cluster presence heartbeat; silent nodes are dropped after 3")
+	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "cluster presence heartbeat (silent nodes are dropped after 3), and how often big rooms hear their count")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "who may connect: guest, login or jwt")
 	fs.StringVar(&c.UsersFile, "users", c.UsersFile, "users file of name:bcrypt-hash lines, for POST /login")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "HS256 key for -auth jwt (prefer HUBBUB_JWT_SECRET)")

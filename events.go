@@ -245,6 +245,19 @@ func presenceEvent(n presenceNote) *outbound {
 	return newOutbound("presence", p, text)
 }
 
+// countPayload is the payload of presence_count.
+type countPayload struct {
+	Room  string `json:"room"`
+	Count int    `json:"count"`
+}
+
+// countEvent builds presence_count: room has count people, on every node.
+// Text clients read "* lobby has 1234 members".
+func countEvent(room string, count int) *outbound {
+	return newOutbound("presence_count", countPayload{Room: room, Count: count},
+		fmt.Sprintf("* %s has %s", room, countOf(count, "member")))
+}
+
 // deletedPayload is the payload of message_deleted.
 type deletedPayload struct {
 	Room  string `json:"room"`

@@ -152,6 +152,8 @@ func (h *Hub) run() {
 	defer ping.Stop()
 	sweep := time.NewTicker(h.cfg.ModerationSweep)
 	defer sweep.Stop()
+	counts := time.NewTicker(h.cfg.PresenceInterval) // big rooms' member counts: see announceCounts
+	defer counts.Stop()
 	slot := 0
 	for {
 		select {
@@ -160,6 +162,8 @@ func (h *Hub) run() {
 			slot = (slot + 1) % pingSlots
 		case now := <-sweep.C:
 			h.sweepModeration(now)
+		case <-counts.C:
+			h.announceCounts()
 		case c := <-h.register:
 			h.m.connectsTotal.Inc()
 			h.add(c)
@@ -499,6 +503,22 @@ func (h *Hub) leave(c *Client) {
 	if gone && len(r.members) < h.cfg.PresenceLimit {
 		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name,
 			mark: h.mod.takeMark(r.name, c.modName(), time.Now())})
+	}
+}
+
+// announceCounts tells every room above the presence limit, which gets no
+// join or leave notices, how many people are in it, when that has changed
+// since it was last told; and a room that has shrunk back to the limit
+// once more, since from then on its notices resume. Must only be called
+// from run.
+func (h *Hub) announceCounts() {
+	for _, r := range h.rooms {
+		n := r.size()
+		if n == r.told || (n <= h.cfg.PresenceLimit && r.told <= h.cfg.PresenceLimit) {
+			continue
+		}
+		r.told = n
+		h.broadcast(r, countEvent(r.name, n), nil)
 	}
 }
 

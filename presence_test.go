@@ -124,3 +124,53 @@ func TestClusterPresenceCountsUsers(t *testing.T) {
 	dave.waitPresence("leave", "carol")
 	watchC.waitPresence("leave", "carol")
 }
+
+// TestPresenceCount: a room above the presence limit gets no join or
+// leave notices but, every presence interval in which it changed, its
+// count; once it is back at the limit it is told so once, and its
+// notices resume.
+func TestPresenceCount(t *testing.T) {
+	s := newTestServer(t, Config{PresenceLimit: 2, PresenceInterval: 20 * time.Millisecond})
+	watch, _ := s.joined(t, "room", "big", "name", "watch")
+	text := s.dial(t, "room", "big", "name", "texter", "format", "text")
+	text.lineWith("you are")
+	watch.waitPresence("join", "texter")
+	third, _ := s.joined(t, "room", "big", "name", "third")
+	countOf := func(p *peer) int {
+		t.Helper()
+		for {
+			e := p.next()
+			switch e.Type {
+			case "presence":
+				t.Errorf("presence %s in a room above the limit; want only counts", e.Payload)
+			case "presence_count":
+				var c countPayload
+				e.decode(t, &c)
+				if c.Room != "big" {
+					t.Errorf("presence_count for %q", c.Room)
+				}
+				return c.Count
+			}
+		}
+	}
+	if n := countOf(watch); n != 3 {
+		t.Errorf("count %d; want 3", n)
+	}
+	if l := text.lineWith("has"); l != "* big has 3 members" {
+		t.Errorf("text line %q", l)
+	}
+	fourth, _ := s.joined(t, "room", "big", "name", "fourth")
+	if n := countOf(watch); n != 4 {
+		t.Errorf("count %d; want 4", n)
+	}
+	fourth.conn.Close()
+	third.conn.Close()
+	for n := countOf(watch); n != 2; n = countOf(watch) { // a tick may fall between the two
+		if n != 3 {
+			t.Fatalf("count %d while two leave; want 3, then 2", n)
+		}
+	}
+	// At the limit, notices again.
+	text.conn.Close()
+	watch.waitPresence("leave", "texter")
+}

@@ -63,6 +63,9 @@ type Room struct {
 	// remote is the room's members on other cluster nodes, node -> members
 	// (cluster.go). Shared with the hub's clusterState; nil when not linked.
 	remote map[string]PresenceUpdate
+	// told is the count the room was last given in presence_count
+	// (Hub.announceCounts); 0 before the first.
+	told int
 }
 
 // newRoom returns an empty room called name.

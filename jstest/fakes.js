@@ -132,7 +132,7 @@ export function harness(opts = {}) {
   });
   const events = [];
   for (const type of ["status", "joined", "message", "recovery", "presence", "rooms", "members", "error", "closed", "outbox",
-    "deleted", "moderation", "direct"]) {
+    "deleted", "moderation", "direct", "presence_count"]) {
     client.on(type, (detail) => events.push({ type, ...detail }));
   }
   const h = {

@@ -710,6 +710,14 @@ describe("the module", () => {
     assert.equal(h.client.pendingRoom, "");
   });
 
+  test("a big room's member count reaches the page", async () => {
+    const h = harness();
+    const s = await h.start("big");
+    h.join({ room: "big" });
+    s.receive({ type: "presence_count", payload: { room: "big", count: 1234 } });
+    assert.deepEqual(h.of("presence_count").map((e) => [e.room, e.count]), [["big", 1234]]);
+  });
+
   test("stop closes with 1000 and does not reconnect", async () => {
     const h = harness();
     const s = await h.start();

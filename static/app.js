@@ -612,6 +612,13 @@ client.on("members", (p) => {
   if (p.room === client.room) setMembers(p.members, p.count);
 });
 
+// A room too big for join and leave notices tells its count instead.
+client.on("presence_count", (p) => {
+  if (p.room !== client.room || typeof p.count !== "number") return;
+  state.memberCount = p.count;
+  renderMembers();
+});
+
 client.on("error", (p) => {
   let text = String(p.message || p.code || "error");
   if (p.request === "send_direct" && p.to) {

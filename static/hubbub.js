@@ -670,6 +670,7 @@ export class Client extends EventTarget {
         case "direct_message": this.#onDirect(p); break;
         case "rooms": this.#requests.delete(p.id); this.#emit("rooms", p); break;
         case "members": this.#requests.delete(p.id); this.#emit("members", p); break;
+        case "presence_count": this.#emit("presence_count", p); break;
       }
     }
   }
