@@ -1,10 +1,16 @@
 package main
 
 import (
+	"fmt"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // presenceUntil reads p's events until the room message marker and
@@ -173,4 +179,82 @@ func TestPresenceCount(t *testing.T) {
 	// At the limit, notices again.
 	text.conn.Close()
 	watch.waitPresence("leave", "texter")
+}
+
+// TestClusterJoinStorm: 3,000 clients join one room across three nodes at
+// once. Nobody is dropped, and soon after the last has joined every node
+// counts all of them (the room is far above the presence limit, so the
+// count is what members see).
+func TestClusterJoinStorm(t *testing.T) {
+	const perNode, parallel = 1000, 64
+	c := newTestCluster(t, 3)
+	var observers []*peer
+	for i, s := range c.nodes {
+		p, _ := s.joined(t, "room", "storm", "name", fmt.Sprintf("observer-%d", i))
+		observers = append(observers, p)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	conns := make(chan *websocket.Conn, 3*perNode)
+	sem := make(chan struct{}, parallel)
+	for i := range 3 * perNode {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s := c.nodes[i%3]
+			q := url.Values{"room": {"storm"}, "name": {fmt.Sprintf("g%d", i)}}
+			conn, _, err := websocket.DefaultDialer.Dial(s.wsURL("/ws", q), nil)
+			if err != nil {
+				failed.Add(1)
+				t.Logf("client %d: %v", i, err)
+				return
+			}
+			conns <- conn
+		}()
+	}
+	wg.Wait()
+	close(conns)
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d clients could not connect", n, 3*perNode)
+	}
+	// Every client reads what it is sent, as a live page would, so that
+	// nobody falls behind; the test ends them.
+	var readers sync.WaitGroup
+	var clients []*websocket.Conn
+	for conn := range conns {
+		clients = append(clients, conn)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				if _, _, err := conn.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		for _, conn := range clients {
+			conn.Close()
+		}
+		readers.Wait()
+	})
+	joined := time.Now()
+	want := 3*perNode + len(observers)
+	for i, p := range observers {
+		eventually(t, fmt.Sprintf("node %d counts %d", i+1, want), func() bool { return p.members().Count == want })
+	}
+	// Each node tells the others of a change at once, not at its next
+	// heartbeat, so agreement takes far less than the default interval.
+	if took := time.Since(joined); took > DefaultConfig().PresenceInterval {
+		t.Errorf("the nodes agreed %v after the last join; want within one presence interval (%v)", took, DefaultConfig().PresenceInterval)
+	}
+	t.Logf("all three nodes counted %d within %v of the last join", want, time.Since(joined).Round(time.Millisecond))
+	for i, s := range c.nodes {
+		if n := s.hub.stats.slowConsumers.Load(); n != 0 {
+			t.Errorf("node %d dropped %d slow consumers", i+1, n)
+		}
+	}
 }
