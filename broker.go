@@ -56,7 +56,9 @@ import (
 //     done channel.
 //   - SetPresence records this node's members of a room (count of them, and
 //     some or all of their names; count 0: none) and tells the other nodes,
-//     without blocking. WatchPresence
+//     without blocking; gone (may be nil) marks names that left because of
+//     a kick or ban, and reaches the other nodes, in the update that drops
+//     those names, at least once before the next heartbeat. WatchPresence
 //     registers the callback that hears about other nodes' members: one
 //     PresenceUpdate per node and room whose names changed, including an
 //     empty one when a node leaves the cluster or falls silent for the
@@ -98,7 +100,7 @@ type Broker interface {
 	Publish(m Envelope, done func(Published)) error
 	Subscribe(room string, fn func(Delivery)) error
 	Unsubscribe(room string)
-	SetPresence(room string, names []string, count int)
+	SetPresence(room string, names []string, count int, gone map[string]LeaveMark)
 	WatchPresence(fn func(PresenceUpdate))
 	PutRecord(key string, value []byte, done func(rev uint64, err error)) error
 	DeleteRecord(key string, rev uint64, done func(error)) error
@@ -218,6 +220,17 @@ type PresenceUpdate struct {
 	Room  string   `json:"room,omitempty"`
 	Names []string `json:"names,omitempty"`
 	Count int      `json:"count,omitempty"`
+	// Gone marks names that have just left because of a kick or a ban,
+	// so that every node shows the leave as one (moderation.go). Carried
+	// by the change that removes them, not by heartbeats.
+	Gone map[string]LeaveMark `json:"gone,omitempty"`
+}
+
+// LeaveMark is why a name left a room: kicked, or banned, by whom, why.
+type LeaveMark struct {
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+	Banned bool   `json:"banned,omitempty"`
 }
 
 // Broker errors the hub turns into messages for the sender.

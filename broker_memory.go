@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -236,7 +237,7 @@ func (b *memoryBroker) Unsubscribe(room string) {
 }
 
 // SetPresence implements Broker.
-func (b *memoryBroker) SetPresence(room string, names []string, count int) {
+func (b *memoryBroker) SetPresence(room string, names []string, count int, gone map[string]LeaveMark) {
 	bus := b.bus
 	bus.mu.Lock()
 	defer bus.mu.Unlock()
@@ -250,6 +251,7 @@ func (b *memoryBroker) SetPresence(room string, names []string, count int) {
 	} else {
 		delete(b.presence, room)
 	}
+	u.Gone = maps.Clone(gone) // this announcement only: not what b.presence keeps
 	b.announce(u)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,13 +82,14 @@ type natsBroker struct {
 	streams sync.Map // room -> its stream's epoch (string)
 
 	mu       sync.Mutex
-	follows  map[string]context.CancelFunc // room -> its follow; guarded by mu
-	local    map[string]PresenceUpdate     // room -> our members; guarded by mu
-	dirty    map[string]struct{}           // rooms whose names changed; guarded by mu
-	changed  chan struct{}                 // buffered (1): dirty is not empty
-	watchers chan func(PresenceUpdate)     // WatchPresence -> presenceLoop
-	presence chan *nats.Msg                // presence subject -> presenceLoop
-	peers    atomic.Int32                  // other nodes presenceLoop knows of
+	follows  map[string]context.CancelFunc   // room -> its follow; guarded by mu
+	local    map[string]PresenceUpdate       // room -> our members; guarded by mu
+	dirty    map[string]struct{}             // rooms whose names changed; guarded by mu
+	gone     map[string]map[string]LeaveMark // room -> marked leaves not yet published; guarded by mu
+	changed  chan struct{}                   // buffered (1): dirty is not empty
+	watchers chan func(PresenceUpdate)       // WatchPresence -> presenceLoop
+	presence chan *nats.Msg                  // presence subject -> presenceLoop
+	peers    atomic.Int32                    // other nodes presenceLoop knows of
 
 	// Moderation records and signals (see recordLoop, Signal).
 	recs      chan recJob        // PutRecord, DeleteRecord -> recordLoop
@@ -220,6 +222,7 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		follows:  make(map[string]context.CancelFunc),
 		local:    make(map[string]PresenceUpdate),
 		dirty:    make(map[string]struct{}),
+		gone:     make(map[string]map[string]LeaveMark),
 		changed:  make(chan struct{}, 1),
 		watchers: make(chan func(PresenceUpdate)),
 		presence: make(chan *nats.Msg, 1024),
@@ -531,8 +534,16 @@ func (b *natsBroker) consume(ctx context.Context, room string, fn func(Delivery)
 }
 
 // SetPresence implements Broker: presenceLoop publishes the change.
-func (b *natsBroker) SetPresence(room string, names []string, count int) {
+func (b *natsBroker) SetPresence(room string, names []string, count int, gone map[string]LeaveMark) {
 	b.mu.Lock()
+	if len(gone) > 0 {
+		// Kept until publishChanges sends them: changes coalesce, marks
+		// must not be lost with them.
+		if b.gone[room] == nil {
+			b.gone[room] = make(map[string]LeaveMark)
+		}
+		maps.Copy(b.gone[room], gone)
+	}
 	if count <= 0 {
 		delete(b.local, room)
 	} else {
@@ -656,6 +667,7 @@ func (r *remoteNode) set(u PresenceUpdate) bool {
 		delete(r.rooms, u.Room)
 		return had
 	}
+	u.Gone = nil // for the update that carried them only
 	r.rooms[u.Room] = u
 	return !had || old.Count != u.Count || !slices.Equal(old.Names, u.Names)
 }
@@ -668,9 +680,11 @@ func (b *natsBroker) publishChanges() {
 	for room := range b.dirty {
 		u := b.local[room]
 		u.Room = room
+		u.Gone = b.gone[room]
 		msgs = append(msgs, presenceMsg{Node: b.opt.Node, Kind: "room", Room: u})
 	}
 	clear(b.dirty)
+	clear(b.gone)
 	b.mu.Unlock()
 	for _, pm := range msgs {
 		b.sendPresence(pm)
@@ -679,6 +693,9 @@ func (b *natsBroker) publishChanges() {
 
 // heartbeat publishes every local room's names ("full") or goodbye ("bye").
 func (b *natsBroker) heartbeat(kind string) {
+	// Changes not yet published go first, so that a heartbeat never
+	// overtakes the change that carries marked leaves (SetPresence).
+	b.publishChanges()
 	pm := presenceMsg{Node: b.opt.Node, Kind: kind}
 	if kind == "full" {
 		b.mu.Lock()

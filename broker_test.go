@@ -193,13 +193,22 @@ func testBroker(t *testing.T, newB func(*testing.T) Broker) {
 		a, b := newB(t), newB(t)
 		ups := make(chan PresenceUpdate, 100)
 		b.WatchPresence(func(u PresenceUpdate) { ups <- u })
-		a.SetPresence("lobby", []string{"alice", "bob"}, 2)
+		a.SetPresence("lobby", []string{"alice", "bob"}, 2, nil)
 		u := nextUpdate(t, ups, func(u PresenceUpdate) bool { return u.Count > 0 })
 		if u.Room != "lobby" || u.Count != 2 || !slices.Equal(u.Names, []string{"alice", "bob"}) {
 			t.Errorf("update = %+v; want lobby [alice bob] count 2", u)
 		}
-		a.SetPresence("lobby", []string{"bob"}, 1)
-		nextUpdate(t, ups, func(u PresenceUpdate) bool { return slices.Equal(u.Names, []string{"bob"}) })
+		// alice is kicked: the update that drops her says so.
+		a.SetPresence("lobby", []string{"bob"}, 1, map[string]LeaveMark{"alice": {By: "mo", Reason: "spam", Banned: true}})
+		u = nextUpdate(t, ups, func(u PresenceUpdate) bool { return slices.Equal(u.Names, []string{"bob"}) })
+		if m := u.Gone["alice"]; m != (LeaveMark{By: "mo", Reason: "spam", Banned: true}) {
+			t.Errorf("update dropping alice: %+v; want her leave marked banned by mo for spam", u)
+		}
+		// Marks belong to the change that carried them, not to later ones.
+		a.SetPresence("lobby", []string{"bob", "carol"}, 2, nil)
+		if u = nextUpdate(t, ups, func(u PresenceUpdate) bool { return u.Count == 2 }); len(u.Gone) != 0 {
+			t.Errorf("a later update carries %v; want no marks", u.Gone)
+		}
 		a.Close()
 		u = nextUpdate(t, ups, func(u PresenceUpdate) bool { return u.Count == 0 })
 		if u.Room != "lobby" {

@@ -313,11 +313,11 @@ func (h *Hub) handleBroker(ev *brokerEvent) {
 
 // sharePresence tells the other nodes who is in r here now. Only a
 // sequenced broker has other nodes to tell. Must only be called from run.
-func (h *Hub) sharePresence(r *Room) {
+func (h *Hub) sharePresence(r *Room, gone map[string]LeaveMark) {
 	if !h.broker.Sequenced() {
 		return
 	}
-	h.broker.SetPresence(r.name, r.localNames(maxMembersInReply), r.people())
+	h.broker.SetPresence(r.name, r.localNames(maxMembersInReply), r.people(), gone)
 }
 
 // remotePresence records another node's members of a room and tells the
@@ -358,8 +358,11 @@ func (h *Hub) remotePresence(u PresenceUpdate) {
 	}
 	for _, name := range old.Names {
 		if !slices.Contains(u.Names, name) && !elsewhere(name) {
-			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name,
-				mark: h.mod.takeMark(r.name, name, time.Now())})
+			mark := h.mod.takeMark(r.name, name, time.Now())
+			if m, ok := u.Gone[name]; ok { // the leaving node's word: it saw the kick
+				mark = &kickMark{by: m.By, reason: m.Reason, banned: m.Banned, at: time.Now()}
+			}
+			h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: name, mark: mark})
 		}
 	}
 }

@@ -478,7 +478,7 @@ func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 	arrived := target.add(c) && !target.remoteHas(c.name, "") // not another tab of someone here
 	c.room = target
 	h.mod.clearMark(name, c.modName())
-	h.sharePresence(target)
+	h.sharePresence(target, nil)
 	h.enterRoom(c, target, entry{connecting: connecting, id: id}) // room_changed and history, now or once the room is synced
 	if arrived && len(target.members) <= h.cfg.PresenceLimit {
 		h.broadcast(target, presenceEvent(presenceNote{room: target, event: "join", name: c.name}), c)
@@ -491,18 +491,24 @@ func (h *Hub) join(c *Client, name string, connecting bool, id string) {
 // Must only be called from run.
 func (h *Hub) leave(c *Client) {
 	r := c.room
-	gone := r.remove(c) && !r.remoteHas(c.name, "") // the user's last connection in the room
+	last := r.remove(c) // c was this node's last connection under its name
 	c.room = nil
-	h.sharePresence(r)
+	var mark *kickMark
+	var gone map[string]LeaveMark
+	if last {
+		if mark = h.mod.takeMark(r.name, c.modName(), time.Now()); mark != nil {
+			gone = map[string]LeaveMark{c.name: mark.leaveMark()} // so that every node marks it
+		}
+	}
+	h.sharePresence(r, gone)
 	if len(r.members) == 0 {
 		delete(h.rooms, r.name)
 		h.unlinkRoom(r.name)
 		h.history.emptied(r.name)
 		return
 	}
-	if gone && len(r.members) < h.cfg.PresenceLimit {
-		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name,
-			mark: h.mod.takeMark(r.name, c.modName(), time.Now())})
+	if last && !r.remoteHas(c.name, "") && len(r.members) < h.cfg.PresenceLimit {
+		h.leaves = append(h.leaves, presenceNote{room: r, event: "leave", name: c.name, mark: mark})
 	}
 }
 
@@ -556,7 +562,7 @@ func (h *Hub) rename(c *Client, name, id string) {
 	}
 	h.mod.renamed(r.name, old, name) // slow mode keeps counting the guest's last message
 	r.rename(c, old)
-	h.sharePresence(r)
+	h.sharePresence(r, nil)
 	note := presenceNote{room: r, event: "rename", name: name, oldName: old}
 	if len(r.members) <= h.cfg.PresenceLimit {
 		h.broadcast(r, presenceEvent(note), c)

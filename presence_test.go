@@ -258,3 +258,32 @@ func TestClusterJoinStorm(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterLeaveMarks: a kick or ban made on A of a user on B shows on C
+// as a marked leave: B's presence update that drops the user says why, so
+// C does not depend on which of the kick and the update reaches it first.
+func TestClusterLeaveMarks(t *testing.T) {
+	c := newModCluster(t, 3, Config{})
+	a, b, cn := c.nodes[0], c.nodes[1], c.nodes[2]
+	mo := c.user(a, "mo", "lobby")
+	watch := c.user(cn, "dave", "lobby")
+	for _, tt := range []struct {
+		action string
+		banned bool
+	}{{"kick", false}, {"ban", true}} {
+		c.user(b, "bob", "lobby")
+		watch.waitPresence("join", "bob")
+		mo.mod(tt.action, map[string]any{"name": "bob", "duration": "1h", "reason": "spam"})
+		for {
+			var p presencePayload
+			watch.skipUntil("presence").decode(t, &p)
+			if p.Event != "leave" || p.Name != "bob" {
+				continue
+			}
+			if !p.Kicked || p.Banned != tt.banned || p.By != "mo" || p.Reason != "spam" {
+				t.Errorf("%s: C saw the leave %+v; want it marked (banned %v) by mo for spam", tt.action, p, tt.banned)
+			}
+			break
+		}
+	}
+}
