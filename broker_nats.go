@@ -628,6 +628,11 @@ func (b *natsBroker) presenceLoop(sub *nats.Subscription) {
 				remote[pm.Node] = r
 				b.peers.Store(int32(len(remote)))
 				b.log.Info("node joined the cluster", "peer", pm.Node)
+				// Answer a newcomer at once rather than at our next tick,
+				// so that it knows every node (and waits for their
+				// answers to its signals: a DM from a node that has just
+				// started must not miss a recipient elsewhere).
+				b.heartbeat("full")
 			}
 			r.seen = time.Now()
 			switch pm.Kind {

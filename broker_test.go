@@ -716,3 +716,40 @@ func TestValidPrefix(t *testing.T) {
 		t.Error("newNATSBroker with prefix a.b succeeded; want an error")
 	}
 }
+
+// TestNATSNewcomerKnowsEveryNode: a node that starts after the others
+// learns of them at once, not at their next heartbeat, so that its first
+// signals (a direct message, a kick) wait for every node's answer. The
+// heartbeat here is an hour: only the answer to its arrival can teach it.
+func TestNATSNewcomerKnowsEveryNode(t *testing.T) {
+	ns := startNATS(t, server.RANDOM_PORT, t.TempDir())
+	prefix := "t" + newEpoch()[:10]
+	start := func(node string) *natsBroker {
+		b, err := newNATSBroker(natsOptions{URL: ns.ClientURL(), Prefix: prefix, Node: node, History: brokerHistory,
+			Interval: time.Hour, SignalWait: 5 * time.Second, Log: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}
+	old := start("old")
+	eventually(t, "the first node is up", func() bool { return old.Ready() == nil })
+	fresh := start("fresh")
+	eventually(t, "the newcomer knows the node that was there before it", func() bool { return fresh.peers.Load() == 1 })
+	// And so a signal from it waits for both answers.
+	old.WatchSignals(func(_ Signal, answer func(int)) { answer(2) })
+	fresh.WatchSignals(func(_ Signal, answer func(int)) { answer(1) })
+	got := make(chan [2]int, 1)
+	if err := fresh.Signal(Signal{Kind: "dm", Body: []byte(`{}`)}, func(sum, answered int) { got <- [2]int{sum, answered} }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r != [2]int{3, 2} {
+			t.Errorf("signal answered %v (sum, nodes); want [3 2]", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("signal never finished")
+	}
+}
