@@ -104,6 +104,8 @@ type natsBroker struct {
 	wg        sync.WaitGroup
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
+	// callbacksDone is closed when nats.go has run its last handler.
+	callbacksDone chan struct{}
 }
 
 // pubJob is one message waiting to be handed to JetStream.
@@ -169,7 +171,12 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	log := opt.Log.With("broker", "nats", "node", opt.Node)
+	// nats.go runs the handlers below on a goroutine of its own; the last
+	// it runs is ClosedHandler, so Close waits for it, and no handler logs
+	// after Close has returned.
+	callbacksDone := make(chan struct{})
 	nc, err := nats.Connect(opt.URL,
+		nats.ClosedHandler(func(*nats.Conn) { close(callbacksDone) }),
 		nats.Name("hubbub "+opt.Node),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(opt.ReconnectWait),
@@ -205,44 +212,45 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 		jetstream.WithPublishAsyncTimeout(ackTimeout),
 		jetstream.WithDefaultTimeout(setupWait))
 	if err != nil {
-		nc.Close()
+		closeConn(nc, callbacksDone)
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if err := requireJetStream(nc); err != nil { // jetstream.go
-		nc.Close()
+		closeConn(nc, callbacksDone)
 		return nil, err
 	}
 	b := &natsBroker{
-		opt:      opt,
-		log:      log,
-		nc:       nc,
-		js:       js,
-		pubs:     make(chan pubJob, pubQueue),
-		acks:     make(chan pendingAck, ackQueue),
-		follows:  make(map[string]context.CancelFunc),
-		local:    make(map[string]PresenceUpdate),
-		dirty:    make(map[string]struct{}),
-		gone:     make(map[string]map[string]LeaveMark),
-		changed:  make(chan struct{}, 1),
-		watchers: make(chan func(PresenceUpdate)),
-		presence: make(chan *nats.Msg, 1024),
-		recs:     make(chan recJob, recordQueue),
-		inbox:    nc.NewInbox(),
-		pending:  make(map[uint64]*natsGathering),
-		done:     make(chan struct{}),
+		opt:           opt,
+		log:           log,
+		nc:            nc,
+		callbacksDone: callbacksDone,
+		js:            js,
+		pubs:          make(chan pubJob, pubQueue),
+		acks:          make(chan pendingAck, ackQueue),
+		follows:       make(map[string]context.CancelFunc),
+		local:         make(map[string]PresenceUpdate),
+		dirty:         make(map[string]struct{}),
+		gone:          make(map[string]map[string]LeaveMark),
+		changed:       make(chan struct{}, 1),
+		watchers:      make(chan func(PresenceUpdate)),
+		presence:      make(chan *nats.Msg, 1024),
+		recs:          make(chan recJob, recordQueue),
+		inbox:         nc.NewInbox(),
+		pending:       make(map[uint64]*natsGathering),
+		done:          make(chan struct{}),
 	}
 	// A channel subscription is renewed by nats.go after a reconnect. If
 	// presenceLoop falls behind, nats.go drops presence messages rather
 	// than blocking; the next heartbeat repairs what was lost.
 	psub, err := nc.ChanSubscribe(b.presenceSubject(), b.presence)
 	if err != nil {
-		nc.Close()
+		closeConn(nc, callbacksDone)
 		return nil, fmt.Errorf("subscribe to presence: %w", err)
 	}
 	// Answers to our signals: one subscription for all of them, renewed
 	// by nats.go after a reconnect.
 	if _, err := nc.Subscribe(b.inbox+".*", b.onAnswer); err != nil {
-		nc.Close()
+		closeConn(nc, callbacksDone)
 		return nil, fmt.Errorf("subscribe to signal answers: %w", err)
 	}
 	b.wg.Add(4)
@@ -763,9 +771,20 @@ func (b *natsBroker) Close() error {
 		if b.nc.IsConnected() {
 			b.nc.FlushTimeout(time.Second)
 		}
-		b.nc.Close()
+		closeConn(b.nc, b.callbacksDone)
 	})
 	return nil
+}
+
+// closeConn closes nc and waits, for at most 5 s, until nats.go has run
+// its last handler (done is closed by the ClosedHandler), so that none
+// runs after the broker is gone.
+func closeConn(nc *nats.Conn, done <-chan struct{}) {
+	nc.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // Moderation records live in one JetStream key-value bucket,
