@@ -662,7 +662,9 @@ func (s *modState) takeMark(room, name string, now time.Time) *kickMark {
 }
 
 // leaveMark is m as the broker carries it to the other nodes.
-func (m *kickMark) leaveMark() LeaveMark { return LeaveMark{By: m.by, Reason: m.reason, Banned: m.banned} }
+func (m *kickMark) leaveMark() LeaveMark {
+	return LeaveMark{By: m.by, Reason: m.reason, Banned: m.banned}
+}
 
 // clearMark forgets why name last left room: it is back.
 func (s *modState) clearMark(room, name string) { delete(s.marks, markKey{room, fold(name)}) }
