@@ -175,9 +175,10 @@ type Envelope struct {
 	// sequenced broker carries it outside the body (Nats-Msg-Id).
 	MsgID string `json:"-"`
 	From  string `json:"from"`
-	// Sender is the login behind From when they differ (a second tab of
-	// carol speaks as carol-2), so that every node's slow mode counts the
-	// user, not the tab.
+	// Sender is the login behind From when they differ (a login gets a
+	// variant, carol-2, only in a room where a guest already held its
+	// name, from before it was registered), so that every node's slow
+	// mode counts the user.
 	Sender  string    `json:"sender,omitempty"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`

@@ -60,8 +60,8 @@ type Hub struct {
 	mod       *modState      // bans, mutes, slow mode and tombstone records (moderation.go)
 	// named indexes the clients by the folded name moderation knows them
 	// by (Client.modName: the login, else the nickname), for kicks, bans
-	// and direct messages. A login's second connection in a room shows as
-	// carol-2 there but is indexed under carol.
+	// and direct messages. A login shown under a variant (carol-2, where a
+	// guest held carol first) is indexed under carol.
 	named map[string]map[*Client]struct{}
 
 	register chan *Client // from serveWs, after the upgrade

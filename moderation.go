@@ -752,9 +752,9 @@ func (h *Hub) matching(name, room string) []*Client {
 }
 
 // targetName is whom name, as a moderator saw it in room ("": anywhere),
-// denotes: the login of a logged-in member shown under name there (a
-// second connection of carol shows as carol-2), else name itself. Must
-// only be called from run.
+// denotes: the login, as it is spelled, of a logged-in member shown under
+// name there (in any case; or carol-2, where a guest held carol first),
+// else name itself. Must only be called from run.
 func (h *Hub) targetName(name, room string) string {
 	look := h.clients
 	if r := h.rooms[room]; r != nil {
@@ -820,9 +820,8 @@ func (h *Hub) onKick(k kickSignal) int {
 		room = ""
 	}
 	// The actor's node resolved the name against its own members only; a
-	// member of this node shown as bob-2 (bob's second connection) is
-	// resolved here, so that it means bob on every node, as it does on
-	// the actor's.
+	// member of this node shown under a variant (bob-2) is resolved here,
+	// so that the name means the same login on every node.
 	name := h.targetName(k.Name, room)
 	h.mod.mark(room, name, kickMark{by: k.By, reason: k.Reason, at: time.Now()})
 	d := dcKicked(k.Room, k.By, k.Reason)
