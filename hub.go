@@ -519,6 +519,9 @@ func (h *Hub) leave(c *Client) {
 // from run.
 func (h *Hub) announceCounts() {
 	for _, r := range h.rooms {
+		if sum, _ := r.summed(); sum <= h.cfg.PresenceLimit && r.told <= h.cfg.PresenceLimit {
+			continue // the common case, without size's deduplication: size <= sum
+		}
 		n := r.size()
 		if n == r.told || (n <= h.cfg.PresenceLimit && r.told <= h.cfg.PresenceLimit) {
 			continue

@@ -156,17 +156,24 @@ func (r *Room) remoteHas(name, skip string) bool {
 // people is the number of people in the room on this node.
 func (r *Room) people() int { return len(r.names) }
 
+// summed is the number of people on this node plus every other node's
+// count, at least size; complete says whether every node lists all its
+// members' names, so that size can count a login on two nodes once.
+func (r *Room) summed() (n int, complete bool) {
+	n, complete = len(r.names), true
+	for _, u := range r.remote {
+		n += u.Count
+		complete = complete && len(u.Names) >= u.Count
+	}
+	return n, complete
+}
+
 // size is the number of people in the room on every node. A login with
 // connections on two nodes counts once while every node lists all its
 // members' names (up to maxMembersInReply each); past that, the nodes'
 // counts are added up.
 func (r *Room) size() int {
-	n := len(r.names)
-	complete := true
-	for _, u := range r.remote {
-		n += u.Count
-		complete = complete && len(u.Names) >= u.Count
-	}
+	n, complete := r.summed()
 	if !complete || len(r.remote) == 0 {
 		return n
 	}
