@@ -85,14 +85,7 @@ func TestParseModeration(t *testing.T) {
 		{"", `{"type":"mute","payload":"bob"}`, modAction{}, errBadPayload, `mute needs {"payload":{"name":"bob","duration":"5m"}}`},
 	}
 	for _, tt := range tests {
-		inputs := map[string]command{}
-		if tt.line != "" {
-			inputs["text "+tt.line] = parseLine(tt.line)
-		}
-		if tt.json != "" {
-			inputs["json "+tt.json] = jsonCmd(tt.json)
-		}
-		for in, cmd := range inputs {
+		for in, cmd := range bothForms(tt.line, tt.json) {
 			a, e, ok := modOf(cmd)
 			switch {
 			case !ok:
@@ -124,14 +117,7 @@ func TestParseDirect(t *testing.T) {
 		{"", `{"type":"send_direct","payload":{"to":"bob","message":" "}}`, "", "", errEmptyMessage},
 	}
 	for _, tt := range tests {
-		inputs := map[string]command{}
-		if tt.line != "" {
-			inputs["text "+tt.line] = parseLine(tt.line)
-		}
-		if tt.json != "" {
-			inputs["json "+tt.json] = jsonCmd(tt.json)
-		}
-		for in, cmd := range inputs {
+		for in, cmd := range bothForms(tt.line, tt.json) {
 			switch c := cmd.(type) {
 			case directCmd:
 				if tt.code != "" || c.to != tt.to || c.msg != tt.msg {
@@ -146,6 +132,19 @@ func TestParseDirect(t *testing.T) {
 			}
 		}
 	}
+}
+
+// bothForms decodes a request as a text line and as a JSON event (either
+// may be ""), keyed by a label for the test's messages.
+func bothForms(line, json string) map[string]command {
+	cmds := map[string]command{}
+	if line != "" {
+		cmds["text "+line] = parseLine(line)
+	}
+	if json != "" {
+		cmds["json "+json] = jsonCmd(json)
+	}
+	return cmds
 }
 
 // jsonCmd decodes one JSON event as a client's frame is decoded.
