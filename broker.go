@@ -84,11 +84,12 @@ import (
 //     blocking; it is not kept anywhere. Each node's signal callback gets
 //     it once with an answer function, which the node calls once, from any
 //     goroutine and without blocking, with a count of its own (how many
-//     connections it delivered to). If done is not nil it is called once,
-//     from a broker goroutine, with the sum of the answers and how many
-//     nodes answered: as soon as every node the broker knows of has
-//     answered, and at the latest after the broker's signal wait. This is
-//     how a node learns whether a direct message reached anyone.
+//     connections it delivered to); a node that does not watch signals
+//     answers 0. If done is not nil it is called once, from a broker
+//     goroutine, with the sum of the answers and how many nodes answered:
+//     as soon as every node the broker knows of has answered, and at the
+//     latest after the broker's signal wait. This is how a node learns
+//     whether a direct message reached anyone.
 //   - Ready reports whether the broker can currently share messages with
 //     the cluster; nil means yes. A broker with a records watcher is not
 //     ready until the initial state has been delivered.

@@ -395,6 +395,12 @@ func (b *memoryBroker) Signal(s Signal, done func(sum, answered int)) error {
 	for n := range bus.nodes {
 		watch := n.sigWatch
 		if watch == nil {
+			// A node that watches no signals has no connections to act
+			// on: it answers 0 at once, as a NATS node does.
+			if g != nil {
+				g.want++
+				g.got++
+			}
 			continue
 		}
 		answer := func(int) {}
@@ -419,7 +425,7 @@ func (b *memoryBroker) Signal(s Signal, done func(sum, answered int)) error {
 		n.enqueue(func() { watch(s, answer) })
 	}
 	if g != nil {
-		if g.want == 0 {
+		if g.got == g.want {
 			g.finish()
 		} else {
 			g.timer = time.AfterFunc(bus.signalWait, func() {

@@ -92,12 +92,12 @@ type natsBroker struct {
 	peers    atomic.Int32                    // other nodes presenceLoop knows of
 
 	// Moderation records and signals (see recordLoop, Signal).
-	recs      chan recJob        // PutRecord, DeleteRecord -> recordLoop
-	kv        jetstream.KeyValue // the bucket once made; guarded by mu
-	recSynced chan struct{}      // closed when the initial records are delivered; nil: no watcher; guarded by mu
-	sigSub    *nats.Subscription // guarded by mu
-	inbox     string             // prefix of the reply subjects of our signals
-	sigMu     sync.Mutex         // guards pending and nextSig
+	recs      chan recJob                             // PutRecord, DeleteRecord -> recordLoop
+	kv        jetstream.KeyValue                      // the bucket once made; guarded by mu
+	recSynced chan struct{}                           // closed when the initial records are delivered; nil: no watcher; guarded by mu
+	sigFn     atomic.Pointer[func(Signal, func(int))] // set by WatchSignals; nil: answer 0
+	inbox     string                                  // prefix of the reply subjects of our signals
+	sigMu     sync.Mutex                              // guards pending and nextSig
 	pending   map[uint64]*natsGathering
 	nextSig   uint64
 
@@ -252,6 +252,14 @@ func newNATSBroker(opt natsOptions) (*natsBroker, error) {
 	if _, err := nc.Subscribe(b.inbox+".*", b.onAnswer); err != nil {
 		closeConn(nc, callbacksDone)
 		return nil, fmt.Errorf("subscribe to signal answers: %w", err)
+	}
+	// Signals from every node. The subscription is made before the first
+	// heartbeat goes out on the same connection, so a node that has heard
+	// of this one can count on its answer; until WatchSignals installs a
+	// handler the answer is 0 (no connections here yet).
+	if _, err := nc.Subscribe(b.signalSubject(), b.onSignal); err != nil {
+		closeConn(nc, callbacksDone)
+		return nil, fmt.Errorf("subscribe to signals: %w", err)
 	}
 	b.wg.Add(4)
 	go b.publishLoop()
@@ -1115,29 +1123,29 @@ func (b *natsBroker) finishSignal(id uint64) {
 
 // WatchSignals implements Broker: signals from every node reach fn on the
 // signal subscription's goroutine, with an answer that replies to the
-// sender, if it asked for answers.
+// sender, if it asked for answers. The first fn stays.
 func (b *natsBroker) WatchSignals(fn func(Signal, func(int))) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.sigSub != nil {
+	b.sigFn.CompareAndSwap(nil, &fn)
+}
+
+// onSignal hands one signal to the installed handler, or answers 0 if
+// there is none yet.
+func (b *natsBroker) onSignal(m *nats.Msg) {
+	var s Signal
+	if err := json.Unmarshal(m.Data, &s); err != nil {
+		b.log.Warn("bad signal", "err", err)
 		return
 	}
-	sub, err := b.nc.Subscribe(b.signalSubject(), func(m *nats.Msg) {
-		var s Signal
-		if err := json.Unmarshal(m.Data, &s); err != nil {
-			b.log.Warn("bad signal", "err", err)
-			return
+	reply := m.Reply
+	answer := func(n int) {
+		if reply != "" {
+			b.nc.Publish(reply, []byte(strconv.Itoa(n)))
 		}
-		reply := m.Reply
-		fn(s, func(n int) {
-			if reply != "" {
-				b.nc.Publish(reply, []byte(strconv.Itoa(n)))
-			}
-		})
-	})
-	if err != nil {
-		b.log.Error("cannot subscribe to signals; kicks and direct messages from other nodes will not arrive", "err", err)
+	}
+	fn := b.sigFn.Load()
+	if fn == nil {
+		answer(0)
 		return
 	}
-	b.sigSub = sub
+	(*fn)(s, answer)
 }

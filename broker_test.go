@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -264,6 +265,14 @@ func testBroker(t *testing.T, newB func(*testing.T) Broker) {
 			if err := a.PutRecord(bad, nil, func(uint64, error) {}); !errors.Is(err, errBadRecordKey) {
 				t.Errorf("PutRecord(%q) = %v; want errBadRecordKey", bad, err)
 			}
+		}
+	})
+	t.Run("SignalsBeforeWatching", func(t *testing.T) {
+		// A node answers 0 until it watches signals: it has no
+		// connections a signal could act on.
+		a := newB(t)
+		if sum, answered := sendSignal(t, a, Signal{Kind: "dm", Body: []byte(`{}`)}); sum != 0 || answered != 1 {
+			t.Errorf("unwatched node: sum %d from %d nodes; want 0 from 1", sum, answered)
 		}
 	})
 	t.Run("Signals", func(t *testing.T) {
@@ -607,15 +616,12 @@ func sendSignal(t *testing.T, b Broker, s Signal) (sum, answered int) {
 	t.Helper()
 	type res struct{ sum, answered int }
 	ch := make(chan res, 2)
-	var inside atomic.Bool
-	inside.Store(true)
 	err := b.Signal(s, func(sum, answered int) {
-		if inside.Load() {
+		if calledFrom("hubbub.sendSignal") {
 			t.Errorf("signal %s: done called from inside Signal", s.Kind)
 		}
 		ch <- res{sum, answered}
 	})
-	inside.Store(false)
 	if err != nil {
 		t.Fatalf("signal %s: %v", s.Kind, err)
 	}
@@ -631,6 +637,24 @@ func sendSignal(t *testing.T, b Broker, s Signal) (sum, answered int) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	return r.sum, r.answered
+}
+
+// calledFrom reports whether the function named fn is on the caller's
+// stack: whether the caller runs inside a call of fn on its goroutine,
+// which a flag set around the call cannot tell from another goroutine
+// that merely runs at the same time.
+func calledFrom(fn string) bool {
+	pc := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(2, pc)])
+	for {
+		f, more := frames.Next()
+		if f.Function == fn {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 // nextUpdate returns the first presence update that matches ok.
