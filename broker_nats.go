@@ -45,7 +45,10 @@ type natsOptions struct {
 	// SignalWait bounds how long a signal's sender waits for nodes that
 	// have not answered. Default defaultSignalWait.
 	SignalWait time.Duration
-	Log        *slog.Logger
+	// Replicas is how many JetStream servers keep each stream and the
+	// moderation bucket; 0: chosen on connect (see replicas).
+	Replicas int
+	Log      *slog.Logger
 }
 
 // Queue sizes of the publish path. A publish that finds pubQueue full is
@@ -95,6 +98,8 @@ type natsBroker struct {
 	recs      chan recJob                             // PutRecord, DeleteRecord -> recordLoop
 	kv        jetstream.KeyValue                      // the bucket once made; guarded by mu
 	recSynced chan struct{}                           // closed when the initial records are delivered; nil: no watcher; guarded by mu
+	replMu    sync.Mutex                              // guards repl
+	repl      int                                     // replicas chosen (see replicas); 0: not yet
 	sigFn     atomic.Pointer[func(Signal, func(int))] // set by WatchSignals; nil: answer 0
 	inbox     string                                  // prefix of the reply subjects of our signals
 	sigMu     sync.Mutex                              // guards pending and nextSig
@@ -291,8 +296,11 @@ func (b *natsBroker) streamName(room string) (string, error) {
 // presenceSubject is where nodes exchange presence.
 func (b *natsBroker) presenceSubject() string { return b.opt.Prefix + ".presence" }
 
-// ensureStream creates room's stream, or updates it to this node's
-// settings, and returns it. Idempotent across nodes.
+// ensureStream returns room's stream, creating it if it does not exist
+// and updating it if its settings differ from this node's (replicas as
+// raiseReplicas says). A stream that is as it should be costs one info
+// request, which JetStream answers without a cluster-wide proposal.
+// Idempotent across nodes.
 func (b *natsBroker) ensureStream(ctx context.Context, room string) (jetstream.Stream, error) {
 	name, err := b.streamName(room)
 	if err != nil {
@@ -301,7 +309,7 @@ func (b *natsBroker) ensureStream(ctx context.Context, room string) (jetstream.S
 	subj, _ := b.roomSubject(room)
 	ctx, cancel := context.WithTimeout(ctx, setupWait)
 	defer cancel()
-	st, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        name,
 		Description: "hubbub room " + room,
 		Subjects:    []string{subj},
@@ -309,9 +317,32 @@ func (b *natsBroker) ensureStream(ctx context.Context, room string) (jetstream.S
 		Discard:     jetstream.DiscardOld,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  b.opt.DedupeWindow,
-	})
+	}
+	n, nerr := b.replicas(ctx)
+	st, err := b.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if nerr != nil {
+			return nil, fmt.Errorf("stream for %q: %w", room, nerr)
+		}
+		want.Replicas = n
+		st, err = b.js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			st, err = b.js.Stream(ctx, name) // another node made it meanwhile
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("stream for %q: %w", room, err)
+	}
+	have := st.CachedInfo().Config
+	want.Replicas = have.Replicas
+	if nerr == nil && b.raiseReplicas(have.Replicas, n) {
+		want.Replicas = n
+	}
+	if have.MaxMsgs != want.MaxMsgs || have.Duplicates != want.Duplicates || have.Discard != want.Discard ||
+		have.Replicas != want.Replicas || !slices.Equal(have.Subjects, want.Subjects) {
+		if st, err = b.js.UpdateStream(ctx, want); err != nil {
+			return nil, fmt.Errorf("update stream for %q: %w", room, err)
+		}
 	}
 	b.streams.Store(room, streamEpoch(st.CachedInfo()))
 	return st, nil
@@ -829,14 +860,11 @@ func (b *natsBroker) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if kv != nil {
 		return kv, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, setupWait)
-	defer cancel()
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      b.bucketName(),
-		Description: "hubbub moderation: bans, mutes, slow mode, deleted messages",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-	})
+	n, err := b.replicas(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("moderation bucket %s: %w", b.bucketName(), err)
+	}
+	kv, err = b.makeBucket(ctx, n)
 	if err != nil {
 		return nil, fmt.Errorf("moderation bucket %s: %w", b.bucketName(), err)
 	}

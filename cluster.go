@@ -397,6 +397,7 @@ func openCluster(cfg Config, log *slog.Logger) (Broker, error) {
 	b, err := newNATSBroker(natsOptions{
 		URL:          cfg.NATSURL,
 		Prefix:       cfg.NATSPrefix,
+		Replicas:     cfg.NATSReplicas,
 		Node:         cfg.NodeName,
 		History:      max(cfg.History, 1),
 		Interval:     cfg.PresenceInterval,

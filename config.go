@@ -83,6 +83,10 @@ type Config struct {
 	// NATSPrefix is the first token of the cluster's NATS subjects and
 	// streams; nodes with the same prefix form one cluster.
 	NATSPrefix string
+	// NATSReplicas is how many JetStream servers keep each of the cluster's
+	// streams and its moderation bucket: 0 chooses on connect (3 when the
+	// NATS cluster can place 3, else 1), 1 to 5 sets it.
+	NATSReplicas int
 	// NodeName names this node in the cluster's presence and logs; "": the
 	// host name plus a random suffix, chosen on connect.
 	NodeName string
@@ -244,6 +248,9 @@ func (c Config) validate() error {
 	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr {
 		errs = append(errs, fmt.Errorf("-metrics-addr %s is the public -addr: leave -metrics-addr empty to serve /metrics there", c.MetricsAddr))
 	}
+	if c.NATSReplicas < 0 || c.NATSReplicas > 5 {
+		errs = append(errs, fmt.Errorf("nats-replicas %d: want 0 (choose from the NATS cluster's size) or 1 to 5", c.NATSReplicas))
+	}
 	if c.DataDir != "" && c.NATSURL != "" {
 		errs = append(errs, errors.New("-data-dir and -nats-url cannot be combined: with NATS, JetStream keeps the history"))
 	}
@@ -268,7 +275,8 @@ func registerFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.HistoryIdleTTL, "history-idle-ttl", c.HistoryIdleTTL, "how long an empty room keeps its history in memory")
 	fs.DurationVar(&c.DedupeWindow, "dedupe-window", c.DedupeWindow, "how long a message id is remembered, so that a resend is acked, not delivered twice")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "keep room history on disk in this directory (default: memory only)")
-	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "join a cluster through this NATS server with JetStream (default: none)")
+	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "join a cluster through these NATS servers with JetStream, comma-separated (default: none)")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "JetStream replicas of each stream: 0 chooses 3 when the NATS cluster can place them, else 1")
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", c.NATSPrefix, "subject and stream prefix; nodes sharing it form one cluster")
 	fs.StringVar(&c.NodeName, "node", c.NodeName, "this node's name in the cluster (default: host name and a random suffix)")
 	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "cluster presence heartbeat (silent nodes are dropped after 3), and how often big rooms hear their count")
