@@ -82,7 +82,8 @@ type natsBroker struct {
 
 	// streams remembers rooms whose stream is known to exist, so that only
 	// the first publish to a room pays for creating it.
-	streams sync.Map // room -> its stream's epoch (string)
+	streams  sync.Map // room -> its stream's epoch (string)
+	checking sync.Map // rooms whose stream recheckStream is looking at
 
 	mu       sync.Mutex
 	follows  map[string]context.CancelFunc   // room -> its follow; guarded by mu
@@ -98,8 +99,10 @@ type natsBroker struct {
 	recs      chan recJob                             // PutRecord, DeleteRecord -> recordLoop
 	kv        jetstream.KeyValue                      // the bucket once made; guarded by mu
 	recSynced chan struct{}                           // closed when the initial records are delivered; nil: no watcher; guarded by mu
-	replMu    sync.Mutex                              // guards repl
+	replMu    sync.Mutex                              // guards repl, replShort and replAt
 	repl      int                                     // replicas chosen (see replicas); 0: not yet
+	replShort bool                                    // repl is 1 because JetStream could not place 3
+	replAt    time.Time                               // when JetStream last said so
 	sigFn     atomic.Pointer[func(Signal, func(int))] // set by WatchSignals; nil: answer 0
 	inbox     string                                  // prefix of the reply subjects of our signals
 	sigMu     sync.Mutex                              // guards pending and nextSig
@@ -430,7 +433,8 @@ func (b *natsBroker) send(j pubJob) error {
 }
 
 // ackLoop waits for each publish's acknowledgement and reports failures.
-// A stream that has vanished is forgotten so the next publish recreates it.
+// A publish that nobody answered has its stream looked at again, off the
+// publish path (recheckStream).
 func (b *natsBroker) ackLoop() {
 	defer b.wg.Done()
 	for {
@@ -449,11 +453,40 @@ func (b *natsBroker) ackLoop() {
 			p.job.finish(Published{Seq: ack.Sequence, Epoch: e, Duplicate: ack.Duplicate})
 		case err := <-p.f.Err():
 			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-				b.streams.Delete(p.job.m.Room)
+				b.recheckStream(p.job.m.Room)
 			}
 			p.job.finish(Published{Err: fmt.Errorf("publish to %q: %w", p.job.m.Room, err)})
 		}
 	}
+}
+
+// recheckStream looks again at the stream of a room whose publish nobody
+// answered: the stream has no leader (JetStream is electing one, which
+// resolves by itself) or it was deleted (it is made again, with a new
+// epoch). It runs on a goroutine of its own, so that the publish loop does
+// not wait the seconds an election can take, and publishes meanwhile fail
+// fast with not_delivered. One check per room runs at a time.
+func (b *natsBroker) recheckStream(room string) {
+	if _, running := b.checking.LoadOrStore(room, struct{}{}); running {
+		return
+	}
+	b.wg.Add(1) // from ackLoop, itself counted: Close is still waiting
+	go func() {
+		defer b.wg.Done()
+		defer b.checking.Delete(room)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-b.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if _, err := b.ensureStream(ctx, room); err != nil && ctx.Err() == nil {
+			b.log.Warn("room stream unavailable; its messages fail until JetStream answers", "room", room, "err", err)
+		}
+	}()
 }
 
 // Sequenced implements Broker: room streams number the messages.

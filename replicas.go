@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,43 +27,62 @@ func cannotPlace(err error) bool {
 	return errors.As(err, &apiErr) && slices.Contains(placementCodes, apiErr.ErrorCode)
 }
 
+// replicaRecheck is how often a node that chose 1 replica because its NATS
+// cluster could not place 3 asks again: a cluster that is still forming,
+// or short of a server, gains them back.
+const replicaRecheck = 30 * time.Second
+
 // replicas returns how many replicas this node gives the streams and the
-// bucket it creates. It decides once, on the first call made while
-// connected, and logs its choice:
+// bucket it creates. It decides on the first call made while connected,
+// and logs its choice:
 //   - -nats-replicas, if set;
 //   - 1 when the NATS server is not clustered;
 //   - otherwise autoReplicas if JetStream accepts the moderation bucket with
 //     that many (creating it, or raising its replicas), and 1 if JetStream
-//     answers that it cannot place them.
+//     answers that it cannot place them. That answer is asked again every
+//     replicaRecheck, and the node moves to autoReplicas once JetStream
+//     accepts them; streams made meanwhile are raised when the node next
+//     opens them (ensureStream).
 //
 // Any other failure leaves the choice open for the next call.
 func (b *natsBroker) replicas(ctx context.Context) (int, error) {
 	b.replMu.Lock()
 	defer b.replMu.Unlock()
-	if b.repl > 0 {
+	if b.repl > 0 && (!b.replShort || time.Since(b.replAt) < replicaRecheck) {
 		return b.repl, nil
 	}
 	if !b.nc.IsConnected() {
+		if b.repl > 0 {
+			return b.repl, nil
+		}
 		return 0, errBrokerDown
 	}
+	cluster := b.nc.ConnectedClusterName()
 	switch {
 	case b.opt.Replicas > 0:
 		b.repl = b.opt.Replicas
 		b.log.Info("JetStream replicas set by -nats-replicas", "replicas", b.repl)
-	case b.nc.ConnectedClusterName() == "":
+	case cluster == "":
 		b.repl = 1
 		b.log.Info("NATS server is not clustered; streams keep 1 replica", "replicas", 1)
 	default:
 		_, err := b.makeBucket(ctx, autoReplicas)
 		switch {
 		case err == nil:
-			b.repl = autoReplicas
-			b.log.Info("NATS cluster places 3 replicas; streams keep 3", "replicas", autoReplicas,
-				"cluster", b.nc.ConnectedClusterName())
+			if b.replShort {
+				b.log.Info("NATS cluster places 3 replicas now; new streams keep 3", "replicas", autoReplicas, "cluster", cluster)
+			} else {
+				b.log.Info("NATS cluster places 3 replicas; streams keep 3", "replicas", autoReplicas, "cluster", cluster)
+			}
+			b.repl, b.replShort = autoReplicas, false
 		case cannotPlace(err):
-			b.repl = 1
-			b.log.Warn("NATS cluster cannot place 3 replicas (fewer than 3 JetStream servers); streams keep 1; -nats-replicas overrides",
-				"replicas", 1, "cluster", b.nc.ConnectedClusterName(), "err", err)
+			if !b.replShort {
+				b.log.Warn("NATS cluster cannot place 3 replicas (fewer than 3 JetStream servers); streams keep 1 until it can; -nats-replicas overrides",
+					"replicas", 1, "cluster", cluster, "err", err)
+			}
+			b.repl, b.replShort, b.replAt = 1, true, time.Now()
+		case b.repl > 0: // asking again failed otherwise: keep the choice
+			b.replAt = time.Now()
 		default:
 			return 0, fmt.Errorf("choose JetStream replicas: %w", err)
 		}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,27 +17,40 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// natsCluster is n in-process nats-servers routed into one JetStream
-// cluster, each with its own store, on ports that stay theirs across a
-// restart.
+// natsCluster is n nats-servers routed into one JetStream cluster, each
+// with its own store, on ports that stay theirs across a restart: either
+// in-process servers or processes of a nats-server binary.
 type natsCluster struct {
 	t    *testing.T
+	bin  string // the nats-server binary; "": in-process servers
 	opts []server.Options
-	srvs []*server.Server // nil while stopped
+	srvs []*server.Server // in-process: nil while stopped
+	cmds []*exec.Cmd      // binary: nil while stopped
 }
 
-// startNATSCluster starts n servers and waits until JetStream has a meta
-// leader that every server follows.
+// startNATSCluster starts n in-process servers and waits until JetStream
+// has a meta leader that every server follows.
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
-	c := &natsCluster{t: t, opts: make([]server.Options, n), srvs: make([]*server.Server, n)}
+	return newNATSCluster(t, "", n)
+}
+
+// startNATSBinaryCluster is startNATSCluster with processes of bin.
+func startNATSBinaryCluster(t *testing.T, bin string, n int) *natsCluster {
+	t.Helper()
+	return newNATSCluster(t, bin, n)
+}
+
+func newNATSCluster(t *testing.T, bin string, n int) *natsCluster {
+	t.Helper()
+	c := &natsCluster{t: t, bin: bin, opts: make([]server.Options, n), srvs: make([]*server.Server, n), cmds: make([]*exec.Cmd, n)}
 	routes := make([]string, n)
 	for i := range n {
 		c.opts[i] = server.Options{
 			ServerName: "s" + strconv.Itoa(i+1),
-			Host:       "127.0.0.1", Port: freePort(t),
+			Host:       "127.0.0.1", Port: stablePort(t),
 			JetStream: true, StoreDir: t.TempDir(),
-			Cluster: server.ClusterOpts{Name: "hub", Host: "127.0.0.1", Port: freePort(t)},
+			Cluster: server.ClusterOpts{Name: "hub", Host: "127.0.0.1", Port: stablePort(t)},
 			NoLog:   true, NoSigs: true,
 		}
 		routes[i] = "nats://127.0.0.1:" + strconv.Itoa(c.opts[i].Cluster.Port)
@@ -43,9 +59,9 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 		c.opts[i].Routes = server.RoutesFromStr(strings.Join(routes, ","))
 	}
 	t.Cleanup(func() {
-		for _, s := range c.srvs {
-			if s != nil {
-				stopNATS(s)
+		for i := range n {
+			if c.srvs[i] != nil || c.cmds[i] != nil {
+				c.stop(i)
 			}
 		}
 	})
@@ -53,12 +69,63 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 		c.start(i)
 	}
 	c.waitJetStream()
+	c.waitPlacement(n)
 	return c
+}
+
+// waitPlacement waits until JetStream can place a stream on n servers:
+// until every server has joined the meta group, not just a quorum of them.
+func (c *natsCluster) waitPlacement(n int) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.urls())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	name := "probe" + newEpoch()[:8]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Replicas: n, Storage: jetstream.MemoryStorage})
+		if err == nil {
+			err = js.DeleteStream(ctx, name)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("JetStream cannot place a stream on %d servers after 30s: %v", n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stablePort returns a free loopback port below Linux's ephemeral range
+// (32768 and up), so that no outgoing connection takes it between now and
+// a server's listening on it, or between a stop and a restart.
+func stablePort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port in 20000-31999 after 100 tries")
+	return 0
 }
 
 // start starts server i with its options.
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
+	if c.bin != "" {
+		c.startBinary(i)
+		return
+	}
 	o := c.opts[i] // NewServer keeps and changes its options: give it a copy
 	s, err := server.NewServer(&o)
 	if err != nil {
@@ -71,19 +138,65 @@ func (c *natsCluster) start(i int) {
 	c.srvs[i] = s
 }
 
-// stop shuts server i down, as a process that exits would: its clients'
-// connections and its routes drop.
+// startBinary runs server i as a process of the nats-server binary.
+func (c *natsCluster) startBinary(i int) {
+	c.t.Helper()
+	o := c.opts[i]
+	var routes []string
+	for _, r := range o.Routes {
+		routes = append(routes, r.String())
+	}
+	cmd := exec.Command(c.bin, "-a", o.Host, "-p", strconv.Itoa(o.Port), "-n", o.ServerName,
+		"-js", "-sd", o.StoreDir, "--cluster_name", o.Cluster.Name,
+		"--cluster", "nats://"+o.Cluster.Host+":"+strconv.Itoa(o.Cluster.Port), "--routes", strings.Join(routes, ","))
+	cmd.Stderr = tWriter{c.t}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", c.bin, err)
+	}
+	c.cmds[i] = cmd
+	url := "nats://127.0.0.1:" + strconv.Itoa(o.Port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		nc, err := nats.Connect(url, nats.Timeout(time.Second))
+		if err == nil {
+			nc.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("nats-server %d on %s not reachable within 10s: %v", i+1, url, err)
+		}
+	}
+}
+
+// stop ends server i. An in-process server shuts down, as a process told
+// to exit would; a binary's process is killed (SIGKILL), as a crash would
+// end it, with no chance to hand over what it leads.
 func (c *natsCluster) stop(i int) {
+	if c.bin != "" {
+		c.cmds[i].Process.Kill()
+		c.cmds[i].Wait()
+		c.cmds[i] = nil
+		return
+	}
 	stopNATS(c.srvs[i])
 	c.srvs[i] = nil
 }
 
 // waitJetStream waits until the running servers have a JetStream meta
-// leader and every one of them is current with it.
+// leader and every one of them is current with it (for a binary: until
+// every running server answers a JetStream request).
 func (c *natsCluster) waitJetStream() {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for {
+	for !c.jetStreamUp() {
+		if time.Now().After(deadline) {
+			c.t.Fatal("the NATS cluster has no JetStream meta leader after 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *natsCluster) jetStreamUp() bool {
+	if c.bin == "" {
 		leader, current := false, true
 		for _, s := range c.srvs {
 			if s == nil {
@@ -92,14 +205,26 @@ func (c *natsCluster) waitJetStream() {
 			leader = leader || s.JetStreamIsLeader()
 			current = current && s.JetStreamIsCurrent()
 		}
-		if leader && current {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatal("the NATS cluster has no JetStream meta leader after 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
+		return leader && current
 	}
+	for i, cmd := range c.cmds {
+		if cmd == nil {
+			continue
+		}
+		nc, err := nats.Connect("nats://127.0.0.1:"+strconv.Itoa(c.opts[i].Port), nats.Timeout(time.Second))
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		js, _ := jetstream.New(nc)
+		_, err = js.AccountInfo(ctx)
+		cancel()
+		nc.Close()
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // urls is every server's client URL, comma-separated, as -nats-url takes
